@@ -1,0 +1,103 @@
+"""Turn a scenario into simulated dispensers (and, in standalone mode, the stand-in hub that serves them).
+
+Each ``DeviceSpec`` becomes a ``Dispenser`` with its own reproducible key, patient model, fault model and
+scripted timeline. Supply: a multidose device loads a two-week roll packed for its patient one minute into
+the run (it stays locked until the hub accepts the roll); a dose-pot device starts with a tray filled
+with its next 28 doses. A "wrong roll" is packed for another patient (a different printed reference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from device_sim.device.dispenser import Dispenser
+from device_sim.device.identity import DeviceIdentity
+from device_sim.device.supply import ROLL_DAYS, TRAY_POTS, Roll, Tray
+from device_sim.standin import Binding, DosePlan, StandIn
+from firmware_protocol.messages import Family, Reminders
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from device_sim.scenario import DeviceSpec, Scenario
+
+DAY_MS = 86_400_000
+ROLL_LOAD_DELAY_MS = 60_000
+"""The first roll is loaded a minute into the run, after the device's first birth."""
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A scenario's devices, and the stand-in hub serving them (``None`` when a real hub does)."""
+
+    devices: list[Dispenser]
+    standin: StandIn | None
+
+
+def plan_of(spec: DeviceSpec) -> DosePlan:
+    """The stand-in's dose plan for a device: its wall-clock times, window and reminder ladder."""
+    r = spec.reminders
+    return DosePlan(
+        times=spec.dose_times,
+        early_min=spec.window.opens_before_ms // 60_000,
+        window_min=spec.window.closes_after_ms // 60_000,
+        reminders=Reminders(
+            notice_before_s=r.notice_before_s,
+            sound_after_s=r.sound_after_s,
+            repeat_every_s=r.repeat_every_s,
+            repeat_max=r.repeat_max,
+        ),
+    )
+
+
+def _loader(spec: DeviceSpec) -> Callable[[int, bool], Roll | Tray]:
+    loads = 0
+
+    def load(now_ms: int, wrong_patient: bool) -> Roll | Tray:  # noqa: FBT001 - the loader's signature
+        nonlocal loads
+        loads += 1
+        doses = [d.due_ms for d in spec.doses(now_ms, now_ms + ROLL_DAYS * DAY_MS)]
+        if spec.family is Family.DOSE_POT:
+            return Tray.fill(f"T-{spec.index:06d}-{loads:03d}", doses[:TRAY_POTS])
+        owner = f"other-{spec.index:06d}" if wrong_patient else spec.patient_ref
+        return Roll.pack(f"R-{spec.index:06d}-{loads:03d}", owner, doses)
+
+    return load
+
+
+def build_device(spec: DeviceSpec, *, hub: StandIn | None, enrollment_code: str | None = None) -> Dispenser:
+    """One dispenser for ``spec``; with ``hub`` it is bound there (pre-enrolled unless a code is given)."""
+    identity = DeviceIdentity.create(spec.device_id, spec.family, seed=spec.seed)
+    if hub is not None:
+        identity.enrollment_code = enrollment_code
+        key = None if enrollment_code else identity.signer.public_key
+        hub.bind(
+            Binding(spec.device_id, spec.patient_ref, plan_of(spec), enrollment_code=enrollment_code), key
+        )
+        if enrollment_code is None:
+            identity.hub_key = hub.signer.public_key
+    loader = _loader(spec)
+    tray = loader(spec.start_ms, False) if spec.family is Family.DOSE_POT else None  # noqa: FBT003
+    device = Dispenser.create(
+        identity,
+        spec.patient,
+        spec.faults,
+        seed=spec.seed,
+        now_ms=spec.start_ms,
+        tray=tray if isinstance(tray, Tray) else None,
+    )
+    device.loader = loader
+    if spec.family is Family.MULTIDOSE_ROLL:
+        device.add_timeline(spec.start_ms + ROLL_LOAD_DELAY_MS, "load_roll", {})
+    for action in spec.timeline:
+        device.add_timeline(action.at_ms, action.kind.value, dict(action.params))
+    return device
+
+
+def build(scenario: Scenario, *, standalone: bool = True) -> Built:
+    """Every device of ``scenario``; in standalone mode also the stand-in hub, pre-enrolling them."""
+    hub = StandIn() if standalone else None
+    if hub is not None:
+        hub.next_config_ms = scenario.start_ms
+    return Built([build_device(spec, hub=hub) for spec in scenario.devices()], hub)

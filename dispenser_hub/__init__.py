@@ -1,0 +1,1 @@
+"""dispenser-hub: the edge service that provisions, schedules and supervises medication dispensers."""

@@ -1,0 +1,1 @@
+"""Tests of the device simulator: clocks, transport, fleet driver and simulated dispensers."""

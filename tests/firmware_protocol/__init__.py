@@ -1,0 +1,1 @@
+"""Tests of the wire protocol package and its generated artefacts."""

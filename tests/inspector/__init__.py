@@ -1,0 +1,1 @@
+"""Tests of the protocol inspector and the demo command."""

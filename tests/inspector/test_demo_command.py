@@ -1,0 +1,89 @@
+"""``dispenser-hub demo`` (the README's run command) as a user runs it: a real process, a real broker."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from typing import IO, TYPE_CHECKING
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TIMEOUT_S = 20.0
+EXPECTED = [
+    ("birth", None),
+    ("heartbeat", None),
+    ("dose.taken", None),
+    ("dose.taken", "E_SIGNATURE"),
+    (None, "E_TOPIC"),
+    (None, "E_MALFORMED"),
+    (None, "E_UNKNOWN_TYPE"),
+]
+
+
+def _lines(stream: IO[str], into: queue.Queue[str]) -> None:
+    for line in stream:
+        into.put(line)
+
+
+def test_demo_starts_a_broker_and_explains_every_message(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "dispenser_hub.cli",
+        "demo",
+        "--port",
+        "0",
+        "--json",
+        "--samples-dir",
+        str(tmp_path),
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        code = _drive_demo(process, tmp_path)
+    assert code == 0
+
+
+def _drive_demo(process: subprocess.Popen[str], tmp_path: Path) -> int:
+    assert process.stdout is not None
+    assert process.stderr is not None
+    out: queue.Queue[str] = queue.Queue()
+    err: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_lines, args=(process.stdout, out), daemon=True).start()
+    threading.Thread(target=_lines, args=(process.stderr, err), daemon=True).start()
+    try:
+        port = None
+        while port is None:
+            match = re.search(r"MQTT broker: mqtt://127\.0\.0\.1:(\d+)", err.get(timeout=TIMEOUT_S))
+            port = int(match[1]) if match else None
+        seen = [json.loads(out.get(timeout=TIMEOUT_S)) for _ in EXPECTED]
+        assert [(item["type"], item["error"] and item["error"]["code"]) for item in seen] == EXPECTED
+        assert all(item["ok"] for item in seen[:3])
+
+        # A user publishing a sample file again: the inspector recognises the duplicate.
+        sample = tmp_path / "03-dose-taken.json"
+        client = paho.Client(CallbackAPIVersion.VERSION2)
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        info = client.publish(seen[2]["topic"], sample.read_bytes(), qos=1)
+        info.wait_for_publish(TIMEOUT_S)
+        assert info.is_published()
+        client.disconnect()
+        client.loop_stop()
+        again = json.loads(out.get(timeout=TIMEOUT_S))
+        assert (again["type"], again["duplicate"], again["ok"]) == ("dose.taken", True, True)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    return code

@@ -1,0 +1,1 @@
+"""Reusable test support: real-service fixtures (MQTT brokers), the CI skip guard and small MQTT helpers."""
