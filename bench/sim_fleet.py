@@ -46,8 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from device_sim.clock import RealClock
 from device_sim.fleet import Fleet
 from device_sim.ports import Output, Publish
-from device_sim.transport import BrokerAddress, ConnectPacer, KeepaliveTicker, MqttLink
+from device_sim.sockets import ConnectPacer, KeepaliveTicker, resolve
+from device_sim.transport import MqttLink
 from firmware_protocol import Envelope, Signer, new_ulid, seal
+from firmware_protocol.broker import BrokerAddress
 from firmware_protocol.messages import Death, DeathReason, Heartbeat
 
 if TYPE_CHECKING:
@@ -185,7 +187,7 @@ class HeartbeatDevice:
 async def run_bare(args: argparse.Namespace, address: BrokerAddress, lateness: Lateness) -> dict[str, Any]:
     """N bare links, each publishing a fixed payload every second from its own small task."""
     pacer, ticker = ConnectPacer(args.connect_rate), KeepaliveTicker()
-    sockaddr = await address.resolve()
+    sockaddr = await resolve(address)
     links = [
         MqttLink(address, f"BARE-{i:06d}", pacer=pacer, ticker=ticker, sockaddr=sockaddr)
         for i in range(args.devices)

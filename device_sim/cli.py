@@ -34,7 +34,7 @@ from device_sim.runner import (
 )
 from device_sim.scenario import ScenarioError, load_shipped, parse_scenario, shipped_scenario_names
 from device_sim.timespec import parse_duration_ms, parse_instant
-from device_sim.transport import BrokerAddress, BrokerUrlError
+from firmware_protocol.broker import BrokerAddress, BrokerUrlError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

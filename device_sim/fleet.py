@@ -29,14 +29,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from device_sim.ports import Publish, Truth
-from device_sim.transport import (
-    DEFAULT_CONNECT_TIMEOUT_S,
-    DEFAULT_KEEPALIVE_S,
-    BrokerAddress,
-    ConnectPacer,
-    KeepaliveTicker,
-    MqttLink,
-)
+from device_sim.sockets import ConnectPacer, KeepaliveTicker, resolve
+from device_sim.transport import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_KEEPALIVE_S, MqttLink
+from firmware_protocol.broker import BrokerAddress
 
 if TYPE_CHECKING:
     import socket
@@ -213,7 +208,7 @@ class Fleet:
         """Resolve the broker once and start every device's task (connections ramp up at the pacer's rate)."""
         if self._started:
             return
-        self._sockaddr = await self.address.resolve()
+        self._sockaddr = await resolve(self.address)
         self._started = True
         for slot in self._slots.values():
             self._launch(slot)

@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING
 from device_sim.fleet import DEFAULT_CONNECT_RATE, Fleet, FleetStats
 from device_sim.scenario import parse_scenario
 from device_sim.timespec import iso_utc
-from device_sim.transport import BrokerAddress, MqttLink
+from device_sim.transport import MqttLink
 from device_sim.truth import TruthKind, TruthLog
 from firmware_protocol import hub_subscriptions
+from firmware_protocol.broker import BrokerAddress
 from firmware_protocol.signing import b64url, raw_public_key
 
 if TYPE_CHECKING:

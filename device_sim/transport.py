@@ -20,9 +20,8 @@ Rules of a link:
   simulated network outage. ``close()`` sends DISCONNECT (no will). Both leave the link unwanted until the
   next ``connect()``.
 
-The TCP connect (and TLS handshake) is done by asyncio (``sock_connect``), never by paho: paho's
-``connect()``/``reconnect()`` call ``socket.create_connection``, which blocks the whole loop for up to
-``connect_timeout`` when a broker does not answer. ``_LinkClient`` hands paho the connected socket instead.
+The TCP connect (and TLS handshake) is done by ``device_sim.sockets.open_socket``, never by paho (whose
+``connect()`` blocks the loop); ``_LinkClient`` hands paho the connected socket instead.
 """
 
 from __future__ import annotations
@@ -36,10 +35,11 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from device_sim.sockets import KeepaliveTicker, open_socket, resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -49,10 +49,11 @@ if TYPE_CHECKING:
     from paho.mqtt.reasoncodes import ReasonCode
 
     from device_sim.ports import Publish
+    from device_sim.sockets import ConnectPacer
+    from firmware_protocol.broker import BrokerAddress
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 DEFAULT_KEEPALIVE_S = 60
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_INFLIGHT = 10
@@ -61,143 +62,6 @@ DEFAULT_MAX_QUEUED = 1000
 """QoS 1 messages paho keeps per link (in flight + queued); beyond this ``publish`` reports a failure."""
 _DRAIN_LIMIT = 10_000
 """Bound on ``loop_read`` calls while draining a shut-down socket (each reads at least one packet)."""
-
-
-class BrokerUrlError(ValueError):
-    """A broker URL that cannot be used; the message says what to write instead."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    """Where a broker listens and how to authenticate: ``mqtt://[user:pass@]host[:port]`` or ``mqtts://``."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-    cafile: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-
-    @classmethod
-    def parse(
-        cls, url: str, *, cafile: str | None = None, certfile: str | None = None, keyfile: str | None = None
-    ) -> BrokerAddress:
-        """Parse a broker URL; TLS files (CA, client certificate and key) only apply to ``mqtts://``."""
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS:
-            msg = f"broker URL {url!r} must start with mqtt:// or mqtts://, e.g. mqtt://127.0.0.1:1883"
-            raise BrokerUrlError(msg)
-        if not parts.hostname:
-            msg = f"broker URL {url!r} has no host, e.g. mqtt://127.0.0.1:1883"
-            raise BrokerUrlError(msg)
-        try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError:
-            msg = f"broker URL {url!r} has an invalid port"
-            raise BrokerUrlError(msg) from None
-        tls = parts.scheme == "mqtts"
-        if not tls and (cafile or certfile or keyfile):
-            msg = f"TLS files were given for {url!r}; use mqtts:// for a TLS connection"
-            raise BrokerUrlError(msg)
-        return cls(
-            host=parts.hostname,
-            port=port,
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            cafile=cafile,
-            certfile=certfile,
-            keyfile=keyfile,
-        )
-
-    @property
-    def url(self) -> str:
-        """The address as a URL without credentials."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """A client TLS context (verifying the broker against ``cafile`` or the system CAs), or ``None``.
-
-        Building one loads certificates: build it once and share it between links (``MqttLink(tls=...)``).
-        """
-        if not self.tls:
-            return None
-        context = ssl.create_default_context(cafile=self.cafile)
-        if self.certfile:
-            context.load_cert_chain(self.certfile, self.keyfile)
-        return context
-
-    async def resolve(self) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
-        """The address family and socket address of the broker (one DNS lookup; share the result)."""
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-        if not infos:
-            msg = f"{self.host!r} did not resolve to any address"
-            raise OSError(msg)
-        family, _, _, _, sockaddr = infos[0]
-        return family, sockaddr
-
-
-class ConnectPacer:
-    """Spaces connection attempts of many links to at most ``rate`` per second (no thundering herd)."""
-
-    def __init__(self, rate: float) -> None:
-        """Allow ``rate`` connects per second (must be positive)."""
-        if rate <= 0:
-            msg = f"connect rate must be positive, not {rate}"
-            raise ValueError(msg)
-        self._interval = 1.0 / rate
-        self._next = 0.0
-
-    async def acquire(self) -> None:
-        """Wait for the next free slot (slots are handed out in call order)."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        slot = max(now, self._next)
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
-class KeepaliveTicker:
-    """Calls paho's ``loop_misc`` (keepalive PINGREQ and timeout) for many links from one task."""
-
-    def __init__(self, interval_s: float = 1.0, *, chunk: int = 500) -> None:
-        """Tick every ``interval_s``, yielding to the loop after each ``chunk`` links."""
-        self._interval = interval_s
-        self._chunk = chunk
-        self._links: dict[int, MqttLink] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def add(self, link: MqttLink) -> None:
-        """Tick ``link`` from now on (starts the task on first use)."""
-        self._links[id(link)] = link
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="mqtt-keepalive")
-
-    def discard(self, link: MqttLink) -> None:
-        """Stop ticking ``link``."""
-        self._links.pop(id(link), None)
-
-    async def aclose(self) -> None:
-        """Stop the task."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            links = list(self._links.values())
-            for start in range(0, len(links), self._chunk):
-                for link in links[start : start + self._chunk]:
-                    link.tick()
-                await asyncio.sleep(0)
 
 
 class LinkState(enum.StrEnum):
@@ -298,7 +162,7 @@ class MqttLink:
 
         ``subscriptions`` and ``will`` may be callables: they are evaluated before every connect.
         ``tls`` overrides ``address.ssl_context()`` (share one context between many links);
-        ``sockaddr`` (from ``BrokerAddress.resolve``) saves a DNS lookup per connect.
+        ``sockaddr`` (from ``device_sim.sockets.resolve``) saves a DNS lookup per connect.
         Without a ``ticker`` the link runs its own keepalive task while connected.
         """
         self.address = address
@@ -484,21 +348,8 @@ class MqttLink:
             self._client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
         subscriptions = list(self._subscriptions() if callable(self._subscriptions) else self._subscriptions)
         async with asyncio.timeout(self._connect_timeout):
-            family, sockaddr = self._sockaddr or await self.address.resolve()
-            raw = socket.socket(family, socket.SOCK_STREAM)
-            sock: socket.socket | ssl.SSLSocket = raw
-            try:
-                raw.setblocking(False)  # noqa: FBT003 - the socket API
-                await loop.sock_connect(raw, sockaddr)
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self._tls is not None:
-                    sock = self._tls.wrap_socket(
-                        raw, server_hostname=self.address.host, do_handshake_on_connect=False
-                    )
-                    await _tls_handshake(loop, sock)
-            except BaseException:
-                sock.close()
-                raise
+            family, sockaddr = self._sockaddr or await resolve(self.address)
+            sock = await open_socket(family, sockaddr, self._tls, self.address.host)
             self._pending = pending = loop.create_future()
             self._suback_mid = None
             self._early.clear()
@@ -688,36 +539,3 @@ class MqttLink:
                 self._client.loop_read()  # reads what is buffered, then EOF: paho closes and reports
         finally:
             self._killing = False
-
-
-async def _tls_handshake(loop: asyncio.AbstractEventLoop, sock: ssl.SSLSocket) -> None:
-    """Run a TLS handshake on a non-blocking socket, waiting for readiness on the loop."""
-    while True:
-        try:
-            sock.do_handshake()
-        except ssl.SSLWantReadError:
-            await _wait_ready(loop, sock, write=False)
-        except ssl.SSLWantWriteError:
-            await _wait_ready(loop, sock, write=True)
-        else:
-            return
-
-
-async def _wait_ready(loop: asyncio.AbstractEventLoop, sock: ssl.SSLSocket, *, write: bool) -> None:
-    future: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    if write:
-        loop.add_writer(sock, wake)
-    else:
-        loop.add_reader(sock, wake)
-    try:
-        await future
-    finally:
-        if write:
-            loop.remove_writer(sock)
-        else:
-            loop.remove_reader(sock)

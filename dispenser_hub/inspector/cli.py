@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from dispenser_hub.adapters.mqtt.connection import BrokerAddress, BrokerUrlError
 from dispenser_hub.inspector.analysis import Inspection, Inspector
 from dispenser_hub.inspector.keys import KeyFileError, load_key_file
 from dispenser_hub.inspector.render import TextRenderer, render_json
 from dispenser_hub.inspector.samples import SampleSet, test_key_ring
+from firmware_protocol.broker import BrokerAddress, BrokerUrlError
 
 if TYPE_CHECKING:
     import argparse

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from dispenser_hub.adapters.mqtt.connection import paho_client
 from firmware_protocol import Channel, Envelope, KeyRing, Signer, new_ulid, seal, topic
 from firmware_protocol.messages import Birth, DoseTaken, Heartbeat
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from dispenser_hub.adapters.mqtt.connection import BrokerAddress
+    from firmware_protocol.broker import BrokerAddress
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,7 @@ class SampleSet:
 
     def publish(self, address: BrokerAddress) -> None:
         """Publish every sample once, QoS 1, and wait until the broker has them."""
-        client = address.client()
+        client = paho_client(address)
         client.connect(address.host, address.port)
         client.loop_start()
         try:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from device_sim.ports import Publish
-from device_sim.transport import BrokerAddress, BrokerUrlError, ConnectPacer, LinkState, MqttLink
+from device_sim.sockets import ConnectPacer
+from device_sim.transport import LinkState, MqttLink
+from firmware_protocol.broker import BrokerAddress, BrokerUrlError
 from tests.device_sim.support import probe_messages, until
 from tests.support.broker import free_tcp_port
 from tests.support.mqtt_client import MqttProbe

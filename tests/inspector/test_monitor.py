@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dispenser_hub.adapters.mqtt.connection import BrokerAddress
 from dispenser_hub.adapters.mqtt.monitor import BrokerMonitor
 from dispenser_hub.inspector.analysis import Inspection, Inspector
 from firmware_protocol import Channel, Envelope, KeyRing, Signer, new_ulid, seal, topic
+from firmware_protocol.broker import BrokerAddress
 from firmware_protocol.messages import Heartbeat
 from tests.support.mqtt_client import MqttProbe
 from tests.support.services import require_service

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from paho.mqtt.enums import MQTTErrorCode
 
+from dispenser_hub.adapters.mqtt.connection import paho_client
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -15,8 +17,8 @@ if TYPE_CHECKING:
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
-    from dispenser_hub.adapters.mqtt.connection import BrokerAddress
     from dispenser_hub.inspector.analysis import Inspection, Inspector
+    from firmware_protocol.broker import BrokerAddress
 
 
 class BrokerMonitor:
@@ -42,7 +44,7 @@ class BrokerMonitor:
         self.topic_filter = topic_filter
         self.status = status
         self.subscribed = threading.Event()
-        self._client = address.client()
+        self._client = paho_client(address)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
