@@ -53,6 +53,12 @@ def load_key_file(path: Path, ring: KeyRing | None = None) -> KeyRing:
     except json.JSONDecodeError as exc:
         msg = f"{path}: not JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
         raise KeyFileError(msg) from None
+    return add_keys(data, ring, source=str(path))
+
+
+def add_keys(data: object, ring: KeyRing, *, source: str) -> KeyRing:
+    """Add the keys of a parsed key file (``source`` names it in errors) to ``ring`` and return it."""
+    path = source
     if not isinstance(data, dict) or not set(data) <= {"hub", "devices"}:
         msg = f'{path}: expected an object with "hub" (a list) and/or "devices" (an object)'
         raise KeyFileError(msg)

@@ -100,6 +100,28 @@ def test_retained_messages_are_not_checked_for_skew() -> None:
     assert not _inspector(signer).inspect(TELEMETRY, old, received_ms=NOW).ok
 
 
+def test_simulated_devices_are_checked_against_their_own_clock() -> None:
+    """Accelerated simulated devices next to real ones: each is judged by the clock it runs on."""
+    signer = Signer.generate()
+    sim_now = NOW + 5 * 86_400_000  # the simulated clock is days ahead of the real one
+    simulated = _heartbeat(signer, 0, ts=sim_now)
+    plain = _inspector(signer).inspect(TELEMETRY, simulated, received_ms=NOW)
+    assert plain.error is not None
+    assert plain.error.code.value == "E_SKEW"
+
+    inspector = _inspector(signer)
+    inspector.device_clocks[DEVICE] = lambda: sim_now
+    assert inspector.inspect(TELEMETRY, simulated, received_ms=NOW).ok
+    other = topic("RM3-000018", Channel.TELEMETRY)
+    inspector.keys.add("RM3-000018", signer.public_key)
+    real_device = _heartbeat(signer, 0, ts=sim_now, device="RM3-000018")
+    assert not inspector.inspect(other, real_device, received_ms=NOW).ok  # judged by the real clock
+
+    following = _inspector(signer)
+    following.clock = lambda: sim_now  # dispenser-hub inspect --clock-spec
+    assert following.inspect(TELEMETRY, simulated, received_ms=NOW).ok
+
+
 def _csr(signer: Signer, device: str) -> str:
     request = (
         x509.CertificateSigningRequestBuilder()

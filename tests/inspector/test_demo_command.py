@@ -1,4 +1,8 @@
-"""``dispenser-hub demo`` (the README's run command) as a user runs it: a real process, a real broker."""
+"""``dispenser-hub demo`` (the README's run command) as a user runs it: a real process, a real broker.
+
+The demo publishes its example messages (device ``RM3-000017`` and one wrong topic) before the simulated
+fleet starts, so they come first; the fleet's messages (other device ids) must all be valid.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 TIMEOUT_S = 20.0
+SAMPLE_DEVICES = {"RM3-000017", "RM3-999999"}
+FLEET_MESSAGES = 40
 EXPECTED = [
     ("birth", None),
     ("heartbeat", None),
@@ -45,10 +51,26 @@ def test_demo_starts_a_broker_and_explains_every_message(tmp_path: Path) -> None
         "--json",
         "--samples-dir",
         str(tmp_path),
+        "--truth",
+        str(tmp_path / "truth.jsonl"),
     ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         code = _drive_demo(process, tmp_path)
     assert code == 0
+    truth = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
+    assert {"device.online", "schedule.applied"} <= {record["kind"] for record in truth}
+
+
+def _device(item: dict[str, object]) -> str:
+    return str(item["topic"]).split("/")[2]
+
+
+def _next(out: queue.Queue[str], *, samples: bool) -> dict[str, object]:
+    """The next inspection of a sample message (``samples``) or of the fleet, skipping the others."""
+    while True:
+        item: dict[str, object] = json.loads(out.get(timeout=TIMEOUT_S))
+        if (_device(item) in SAMPLE_DEVICES) == samples:
+            return item
 
 
 def _drive_demo(process: subprocess.Popen[str], tmp_path: Path) -> int:
@@ -63,7 +85,7 @@ def _drive_demo(process: subprocess.Popen[str], tmp_path: Path) -> int:
         while port is None:
             match = re.search(r"MQTT broker: mqtt://127\.0\.0\.1:(\d+)", err.get(timeout=TIMEOUT_S))
             port = int(match[1]) if match else None
-        seen = [json.loads(out.get(timeout=TIMEOUT_S)) for _ in EXPECTED]
+        seen = [json.loads(out.get(timeout=TIMEOUT_S)) for _ in EXPECTED]  # before the fleet starts
         assert [(item["type"], item["error"] and item["error"]["code"]) for item in seen] == EXPECTED
         assert all(item["ok"] for item in seen[:3])
 
@@ -77,8 +99,15 @@ def _drive_demo(process: subprocess.Popen[str], tmp_path: Path) -> int:
         assert info.is_published()
         client.disconnect()
         client.loop_stop()
-        again = json.loads(out.get(timeout=TIMEOUT_S))
+        again = _next(out, samples=True)
         assert (again["type"], again["duplicate"], again["ok"]) == ("dose.taken", True, True)
+
+        # The simulated fleet is born and configured; the inspector finds nothing wrong with it.
+        fleet = [_next(out, samples=False) for _ in range(FLEET_MESSAGES)]
+        assert [item for item in fleet if not item["ok"]] == []
+        types = {item["type"] for item in fleet}
+        assert {"birth", "state"} <= types
+        assert len({_device(item) for item in fleet}) > 1
     finally:
         process.send_signal(signal.SIGINT)
         try:
