@@ -1,0 +1,270 @@
+"""The interfaces the hub's services need from the outside world (implemented in ``dispenser_hub.adapters``).
+
+Storage is a unit of work: ``with uow_factory() as uow: ...; uow.commit()``. Everything done through one
+unit of work is one database transaction; leaving the block without ``commit`` rolls it back. Repositories
+take and return the plain records of ``dispenser_hub.domain.model``; ``add`` returns the record with its
+storage ``id``. Every repository has an in-memory implementation (``adapters.memory``) and a SQL one
+(``adapters.db``), and one contract test suite runs over both (and over PostgreSQL in CI).
+
+All datetimes are timezone-aware UTC, in and out (the SQL adapter stores UTC and returns aware values).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, Self
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+    from types import TracebackType
+
+    from dispenser_hub.domain.model import (
+        Alarm,
+        AlarmLogEntry,
+        AlarmStatus,
+        AuditEntry,
+        Binding,
+        CareTeam,
+        Command,
+        Contact,
+        DeadLetter,
+        Device,
+        DeviceEvent,
+        DeviceStatus,
+        EnrollmentCode,
+        Patient,
+    )
+
+
+class ConflictError(Exception):
+    """A write that breaks a uniqueness rule (duplicate serial, second active binding...); says which."""
+
+
+class NotFoundError(LookupError):
+    """An update of a record that does not exist."""
+
+
+class CareTeamRepository(Protocol):
+    """Home-care teams (districts)."""
+
+    def add(self, team: CareTeam) -> CareTeam: ...
+    def get(self, team_id: int) -> CareTeam | None: ...
+    def get_by_name(self, name: str) -> CareTeam | None: ...
+    def select(self) -> list[CareTeam]: ...
+
+
+class PatientRepository(Protocol):
+    """Patients; the national id number is unique."""
+
+    def add(self, patient: Patient) -> Patient:
+        """Store a new patient; ``ConflictError`` if the national id number is already registered."""
+        ...
+
+    def get(self, patient_id: int) -> Patient | None: ...
+    def find_by_national_id(self, national_id: str) -> Patient | None: ...
+    def update(self, patient: Patient) -> Patient: ...
+    def select(self, *, team_id: int | None = None, offset: int = 0, limit: int = 100) -> list[Patient]: ...
+
+
+class ContactRepository(Protocol):
+    """Patients' relatives and other contacts."""
+
+    def add(self, contact: Contact) -> Contact: ...
+    def for_patient(self, patient_id: int) -> list[Contact]:
+        """The patient's contacts by ``priority``, then id."""
+        ...
+
+    def remove(self, contact_id: int) -> None: ...
+
+
+class DeviceRepository(Protocol):
+    """Dispensers by protocol id; serials are unique."""
+
+    def add(self, device: Device) -> Device:
+        """Store a new device; ``ConflictError`` if its id or serial is taken."""
+        ...
+
+    def get(self, device_id: str) -> Device | None: ...
+    def get_by_serial(self, serial: str) -> Device | None: ...
+    def update(self, device: Device) -> Device:
+        """Replace the stored device (``NotFoundError`` if there is none)."""
+        ...
+
+    def select(
+        self, *, status: DeviceStatus | None = None, offset: int = 0, limit: int = 100
+    ) -> list[Device]: ...
+    def silent_since(self, before: datetime) -> list[Device]:
+        """Online or active devices whose last valid message is older than ``before`` (no-contact check)."""
+        ...
+
+
+class EnrollmentCodeRepository(Protocol):
+    """One-time enrollment codes, by keyed hash."""
+
+    def add(self, code: EnrollmentCode) -> EnrollmentCode: ...
+    def find(self, code_hash: str) -> EnrollmentCode | None: ...
+    def for_device(self, device_id: str) -> list[EnrollmentCode]: ...
+    def update(self, code: EnrollmentCode) -> EnrollmentCode: ...
+
+
+class BindingRepository(Protocol):
+    """Device-patient bindings with history: one active binding per device and per patient."""
+
+    def add(self, binding: Binding) -> Binding:
+        """Store a new active binding; ``ConflictError`` if the device or the patient already has one."""
+        ...
+
+    def active_for_device(self, device_id: str) -> Binding | None: ...
+    def active_for_patient(self, patient_id: int) -> Binding | None: ...
+    def update(self, binding: Binding) -> Binding: ...
+    def history(self, *, device_id: str | None = None, patient_id: int | None = None) -> list[Binding]:
+        """Every binding (active and ended) of a device or patient, oldest first."""
+        ...
+
+
+class EventRepository(Protocol):
+    """Accepted device messages, append-only, unique per (device_id, msg_id)."""
+
+    def add(self, event: DeviceEvent) -> DeviceEvent | None:
+        """Store an event; ``None`` (and nothing stored) if (device_id, msg_id) is already stored."""
+        ...
+
+    def exists(self, device_id: str, msg_id: str) -> bool: ...
+    def select(
+        self,
+        *,
+        device_id: str | None = None,
+        types: Sequence[str] = (),
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[DeviceEvent]:
+        """Events newest first (by storage id)."""
+        ...
+
+    def count(self, *, device_id: str | None = None) -> int: ...
+
+
+class DeadLetterRepository(Protocol):
+    """Refused device messages with the reason and their first bytes."""
+
+    def add(self, letter: DeadLetter) -> DeadLetter: ...
+    def select(self, *, device_id: str | None = None, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """Newest first."""
+        ...
+
+    def count_since(self, device_id: str, since: datetime) -> int:
+        """Dead letters naming ``device_id`` received at or after ``since`` (security burst check)."""
+        ...
+
+
+class CommandRepository(Protocol):
+    """The downlink outbox."""
+
+    def add(self, command: Command) -> Command: ...
+    def get(self, msg_id: str) -> Command | None: ...
+    def update(self, command: Command) -> Command: ...
+    def due(self, now: datetime, *, limit: int = 100) -> list[Command]:
+        """Pending or sent commands whose ``next_attempt_at`` is at or before ``now``, oldest first."""
+        ...
+
+    def select(self, *, device_id: str | None = None, offset: int = 0, limit: int = 100) -> list[Command]:
+        """Newest first."""
+        ...
+
+
+class AlarmRepository(Protocol):
+    """Alarms (one open per dedup key) and their append-only log."""
+
+    def add(self, alarm: Alarm) -> Alarm:
+        """Store a new alarm; ``ConflictError`` if an open alarm with its ``dedup_key`` exists."""
+        ...
+
+    def get(self, alarm_id: int) -> Alarm | None: ...
+    def open_by_key(self, dedup_key: str) -> Alarm | None: ...
+    def update(self, alarm: Alarm) -> Alarm: ...
+    def select(
+        self,
+        *,
+        status: AlarmStatus | None = None,
+        open_only: bool = False,
+        device_id: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[Alarm]:
+        """Newest first (by ``last_raised_at``)."""
+        ...
+
+    def log(self, entry: AlarmLogEntry) -> AlarmLogEntry:
+        """Append to the alarm log (never changed or deleted)."""
+        ...
+
+    def history(self, alarm_id: int) -> list[AlarmLogEntry]: ...
+
+
+class AuditRepository(Protocol):
+    """Who did what to which record, append-only."""
+
+    def add(self, entry: AuditEntry) -> AuditEntry: ...
+    def select(self, *, subject: str | None = None, offset: int = 0, limit: int = 100) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over every repository (see the module docstring)."""
+
+    teams: CareTeamRepository
+    patients: PatientRepository
+    contacts: ContactRepository
+    devices: DeviceRepository
+    enrollment_codes: EnrollmentCodeRepository
+    bindings: BindingRepository
+    events: EventRepository
+    dead_letters: DeadLetterRepository
+    commands: CommandRepository
+    alarms: AlarmRepository
+    audit: AuditRepository
+
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back what was not committed and release the connection."""
+        ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Opens a new unit of work (a new transaction)."""
+
+    def __call__(self) -> UnitOfWork: ...
+
+
+class Clock(Protocol):
+    """The hub's time source (real, or a simulator's accelerated clock in the demo and tests)."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class DevicePublisher(Protocol):
+    """Publishes signed downlink payloads to devices (the MQTT adapter); QoS 1."""
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None: ...
+
+
+class FieldProtector(Protocol):
+    """Encrypts patient identifiers at rest and hashes them for lookup (``adapters.crypto.FieldCipher``).
+
+    ``context`` names the column (``patient.national_id``) and is bound to the ciphertext, so a value
+    cannot be copied into another column and decrypt there.
+    """
+
+    def encrypt(self, plaintext: str, *, context: str) -> str: ...
+    def decrypt(self, token: str, *, context: str) -> str: ...
+    def lookup_hash(self, value: str, *, context: str) -> str: ...
