@@ -11,11 +11,12 @@ All datetimes are timezone-aware UTC, in and out (the SQL adapter stores UTC and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime  # noqa: TC003 - used at runtime by the Inbound dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
     from types import TracebackType
 
     from dispenser_hub.domain.model import (
@@ -34,6 +35,15 @@ if TYPE_CHECKING:
         EnrollmentCode,
         Patient,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A device message as the broker delivered it, with the hub's receive time (aware UTC)."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
 
 
 class ConflictError(Exception):
@@ -268,3 +278,22 @@ class FieldProtector(Protocol):
     def encrypt(self, plaintext: str, *, context: str) -> str: ...
     def decrypt(self, token: str, *, context: str) -> str: ...
     def lookup_hash(self, value: str, *, context: str) -> str: ...
+
+
+class IssuedCertificate(Protocol):
+    """A device certificate just issued."""
+
+    @property
+    def pem(self) -> str: ...
+    @property
+    def serial(self) -> int: ...
+
+
+class CertificateIssuer(Protocol):
+    """The hub's device CA (``adapters.pki.CertificateAuthority``)."""
+
+    @property
+    def ca_certificate_pem(self) -> str: ...
+    def issue(self, csr_pem: str, *, device_id: str, now: datetime) -> IssuedCertificate:
+        """Certify the CSR's key for ``device_id``; raises ``ValueError`` (with the reason) if refused."""
+        ...

@@ -229,6 +229,8 @@ class Command:
     expires_at: datetime
     created_by: str
     status: CommandStatus = CommandStatus.PENDING
+    corr_id: str | None = None
+    """The uplink message this answers (provisioning answers carry the request's ``msg_id``)."""
     attempts: int = 0
     next_attempt_at: datetime | None = None
     sent_at: datetime | None = None

@@ -11,9 +11,13 @@ if TYPE_CHECKING:
     from firmware_protocol.broker import BrokerAddress
 
 
-def paho_client(address: BrokerAddress, client_id: str = "", *, clean_session: bool = True) -> paho.Client:
+def paho_client(
+    address: BrokerAddress, client_id: str = "", *, clean_session: bool = True, manual_ack: bool = False
+) -> paho.Client:
     """A paho client (callback API 2, MQTT 3.1.1) configured for ``address``; not yet connected."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, manual_ack=manual_ack
+    )
     if address.username is not None:
         client.username_pw_set(address.username, address.password)
     context = address.ssl_context()

@@ -1,0 +1,310 @@
+"""Ingest: every device message verified, stored exactly once and acted on, or dead-lettered with a reason.
+
+One batch of messages is one transaction (``handle``); the MQTT adapter acknowledges the batch to the
+broker only after ``handle`` returned, i.e. after the commit, so a crash in between means redelivery, and
+redelivery is harmless because stored messages are recognised as duplicates.
+
+Per message, in order (ARCHITECTURE.md, the data path):
+
+1. ``firmware_protocol.decode``: JSON, schema, version, type, topic/envelope device id, clock skew.
+2. Enrollment requests go to ``Provisioning`` (signed by the CSR's key).
+3. The device must be registered, not retired, and enrolled (``E_UNKNOWN_DEVICE``, ``E_DEVICE_RETIRED``,
+   ``E_NOT_ENROLLED``); the signature must verify with its registered key.
+4. Same (device, msg_id) as a stored event: a duplicate, acknowledged and ignored.
+5. Sequence: a jump forward within one boot (a lost message) asks the device to resend the range
+   (``cmd.resync``), unless the message is a birth announcing a buffered replay, which fills the gap.
+6. Stored as an event; presence updated; device alarms raised or cleared (``domain.presence``); acks and
+   nacks finish their commands; a birth with an unsynchronised or skewed clock gets ``cmd.set_time``.
+
+Refused messages become dead letters (reason code, detail, field, the first ``dead_letter_max_bytes``
+bytes). A registered device with ``burst_threshold`` dead letters within ``burst_window`` raises a
+security alarm (forged or broken messages in its name). A message that makes the service itself fail is
+dead-lettered as ``E_INTERNAL`` on its own, so one bad message never blocks the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from dispenser_hub.domain.alarms import Condition, raise_condition, resolve
+from dispenser_hub.domain.model import DeadLetter, DeviceEvent, DeviceStatus, SubjectKind
+from dispenser_hub.domain.presence import alarm_facts, apply_message, is_stale_death
+from dispenser_hub.services.downlink import answer, enqueue
+from firmware_protocol import MAX_SKEW_MS, KeyRing, ProtocolError, decode, is_device_id, verify
+from firmware_protocol.messages import Birth, CommandAck, CommandNack, ProvisionRequest, Resync, SetTime
+from firmware_protocol.signing import b64url_decode, public_key_from_raw
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from dispenser_hub.domain.model import Device
+    from dispenser_hub.ports import Inbound, UnitOfWork, UnitOfWorkFactory
+    from dispenser_hub.services.provisioning import Provisioning
+    from firmware_protocol import Envelope, Received
+    from firmware_protocol.messages.common import Body
+
+_log = logging.getLogger(__name__)
+SYSTEM = "system"
+SECURITY_KIND = "security.invalid_messages"
+COMMAND_TTL = timedelta(hours=1)
+
+
+class Verdict(enum.StrEnum):
+    """What became of one message."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+    """Dead-lettered."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """Settings of the ingest rules."""
+
+    dead_letter_max_bytes: int = 16_384
+    burst_threshold: int = 10
+    burst_window: timedelta = timedelta(minutes=5)
+
+
+@dataclass(slots=True)
+class IngestCounters:
+    """Running totals since start (for logs, metrics and benchmarks)."""
+
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class _Refused(Exception):  # noqa: N818 - control flow inside one message, never escapes
+    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.field = reason, detail, field
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _topic_device(topic: str) -> str | None:
+    parts = topic.split("/")
+    return parts[2] if len(parts) > 2 and is_device_id(parts[2]) else None  # noqa: PLR2004 - dsp/vN/id
+
+
+class IngestService:
+    """Turns delivered messages into stored facts (see the module docstring)."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        provisioning: Provisioning,
+        *,
+        limits: IngestLimits | None = None,
+        check_skew: bool = True,
+    ) -> None:
+        """Store through ``uow_factory``; enrollment requests go to ``provisioning``."""
+        self._uow_factory = uow_factory
+        self._provisioning = provisioning
+        self.limits = limits or IngestLimits()
+        self._check_skew = check_skew
+        self._keys: dict[str, tuple[str, KeyRing]] = {}
+        self.counters = IngestCounters()
+
+    def handle(self, batch: Sequence[Inbound]) -> list[Verdict]:
+        """Process ``batch`` in one transaction; returns one verdict per message, in order."""
+        try:
+            with self._uow_factory() as uow:
+                verdicts = [self._one(uow, message) for message in batch]
+                uow.commit()
+        except Exception:  # noqa: BLE001 - a bug or a database error must not stop ingest (docstring)
+            if len(batch) == 1:
+                _log.exception("ingest failed on a message on %s; dead-lettered", batch[0].topic)
+                verdicts = [self._internal_error(batch[0])]
+            else:
+                _log.warning("ingest batch of %d failed; retrying message by message", len(batch))
+                return [verdict for message in batch for verdict in self.handle([message])]
+        for verdict in verdicts:
+            self._count(verdict)
+        return verdicts
+
+    def _count(self, verdict: Verdict) -> None:
+        c = self.counters
+        if verdict is Verdict.STORED:
+            c.stored += 1
+        elif verdict is Verdict.DUPLICATE:
+            c.duplicates += 1
+        else:
+            c.refused += 1
+
+    # -- one message ---------------------------------------------------------------------------------------
+
+    def _one(self, uow: UnitOfWork, message: Inbound) -> Verdict:
+        now = message.received_at.astimezone(UTC)
+        try:
+            try:
+                received = decode(
+                    message.payload, message.topic, now_ms=_ms(now) if self._check_skew else None
+                )
+                body = received.envelope.body
+                if isinstance(body, ProvisionRequest):
+                    verify(received, KeyRing())
+                    if uow.events.exists(received.envelope.device, received.envelope.msg_id):
+                        return Verdict.DUPLICATE
+                    self._store(uow, received, now)
+                    self._provisioning.handle(uow, received, body, now)
+                    return Verdict.STORED
+                device = self._device(uow, received.envelope.device)
+                verify(received, self._ring(device))
+            except ProtocolError as exc:
+                raise _Refused(exc.code.value, exc.detail, exc.field) from None
+        except _Refused as refused:
+            self._dead_letter(uow, message, refused, now)
+            return Verdict.REFUSED
+        envelope = received.envelope
+        if uow.events.exists(device.device_id, envelope.msg_id):
+            return Verdict.DUPLICATE
+        self._store(uow, received, now)
+        self._act(uow, device, envelope, now)
+        return Verdict.STORED
+
+    def _device(self, uow: UnitOfWork, device_id: str) -> Device:
+        device = uow.devices.get(device_id)
+        if device is None:
+            raise _Refused("E_UNKNOWN_DEVICE", f"device {device_id} is not registered", "device")
+        if device.status is DeviceStatus.RETIRED:
+            raise _Refused("E_DEVICE_RETIRED", f"device {device_id} is retired; its key is revoked", "device")
+        if device.public_key is None:
+            raise _Refused("E_NOT_ENROLLED", f"device {device_id} has not enrolled yet", "device")
+        return device
+
+    def _ring(self, device: Device) -> KeyRing:
+        assert device.public_key is not None  # noqa: S101 - _device checked it
+        cached = self._keys.get(device.device_id)
+        if cached is not None and cached[0] == device.public_key:
+            return cached[1]
+        ring = KeyRing()
+        ring.add(device.device_id, public_key_from_raw(b64url_decode(device.public_key, field="key")))
+        self._keys[device.device_id] = (device.public_key, ring)
+        return ring
+
+    def _store(self, uow: UnitOfWork, received: Received, now: datetime) -> None:
+        envelope = received.envelope
+        uow.events.add(
+            DeviceEvent(
+                device_id=envelope.device,
+                msg_id=envelope.msg_id,
+                type=envelope.type,
+                boot_id=envelope.boot_id,
+                seq=envelope.seq,
+                device_ts=datetime.fromtimestamp(envelope.ts / 1000, UTC),
+                received_at=now,
+                body=envelope.body.model_dump(mode="json", by_alias=True, exclude_none=True),
+                corr_id=envelope.corr_id,
+            )
+        )
+
+    def _act(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
+        body = envelope.body
+        before = device.presence
+        self._resync_gap(uow, device, envelope, now)
+        status = device.status
+        if status is DeviceStatus.ENROLLED and isinstance(body, Birth):
+            status = DeviceStatus.ACTIVE
+        presence = apply_message(before, envelope, now)
+        firmware = body.firmware if isinstance(body, Birth) else device.firmware
+        uow.devices.update(dataclasses.replace(device, presence=presence, status=status, firmware=firmware))
+        binding = uow.bindings.active_for_device(device.device_id)
+        facts = alarm_facts(
+            envelope,
+            patient_id=binding.patient_id if binding else None,
+            stale_death=is_stale_death(before, envelope),
+        )
+        for condition in facts.raised:
+            self._raise(uow, condition, now)
+        for kind in facts.cleared:
+            self._clear(uow, f"{SubjectKind.DEVICE.value}:{device.device_id}:{kind}", body.TYPE, now)
+        if isinstance(body, CommandAck | CommandNack):
+            result = "acknowledged" if isinstance(body, CommandAck) else f"{body.reason}: {body.detail or ''}"
+            answer(uow, envelope.corr_id, acked=isinstance(body, CommandAck), result=result.strip(), now=now)
+        if isinstance(body, Birth) and (not body.clock_synced or abs(envelope.ts - _ms(now)) > MAX_SKEW_MS):
+            set_time = SetTime(expires=_ms(now + COMMAND_TTL), now=_ms(now))
+            enqueue(uow, device.device_id, set_time, by=SYSTEM, now=now)
+
+    def _resync_gap(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
+        presence = device.presence
+        body = envelope.body
+        if presence.boot_id != envelope.boot_id or presence.last_seq is None:
+            return
+        if envelope.seq <= presence.last_seq + 1 or (isinstance(body, Birth) and body.buffered > 0):
+            return
+        resync = Resync(
+            expires=_ms(now + COMMAND_TTL),
+            boot_id=envelope.boot_id,
+            from_seq=presence.last_seq + 1,
+            to_seq=envelope.seq - 1,
+        )
+        enqueue(uow, device.device_id, resync, by=SYSTEM, now=now)
+
+    def _raise(self, uow: UnitOfWork, condition: Condition, now: datetime) -> None:
+        change = raise_condition(condition, uow.alarms.open_by_key(condition.dedup_key), now)
+        stored = uow.alarms.add(change.alarm) if change.alarm.id is None else uow.alarms.update(change.alarm)
+        assert stored.id is not None  # noqa: S101 - stored alarms have ids
+        uow.alarms.log(change.log_entry(stored.id, now))
+
+    def _clear(self, uow: UnitOfWork, dedup_key: str, by_type: str, now: datetime) -> None:
+        alarm = uow.alarms.open_by_key(dedup_key)
+        if alarm is None or alarm.id is None:
+            return
+        change = resolve(alarm, by=SYSTEM, now=now, resolution=f"the device reported {by_type}")
+        uow.alarms.update(change.alarm)
+        uow.alarms.log(change.log_entry(alarm.id, now))
+
+    # -- refusals ------------------------------------------------------------------------------------------
+
+    def _dead_letter(self, uow: UnitOfWork, message: Inbound, refused: _Refused, now: datetime) -> None:
+        device_id = _topic_device(message.topic)
+        cap = self.limits.dead_letter_max_bytes
+        uow.dead_letters.add(
+            DeadLetter(
+                received_at=now,
+                topic=message.topic[:512],
+                reason=refused.reason,
+                detail=refused.detail[:1000],
+                raw=message.payload[:cap],
+                raw_size=len(message.payload),
+                device_id=device_id,
+                field=refused.field,
+            )
+        )
+        self.counters.by_reason[refused.reason] = self.counters.by_reason.get(refused.reason, 0) + 1
+        if device_id is None or uow.devices.get(device_id) is None:
+            return
+        recent = uow.dead_letters.count_since(device_id, now - self.limits.burst_window)
+        if recent >= self.limits.burst_threshold:
+            minutes = self.limits.burst_window.total_seconds() / 60
+            self._raise(
+                uow,
+                Condition(
+                    kind=SECURITY_KIND,
+                    subject_kind=SubjectKind.DEVICE,
+                    subject_id=device_id,
+                    severity=2,
+                    detail=f"{recent} refused messages in {minutes:g} minutes (last: {refused.reason})",
+                    device_id=device_id,
+                ),
+                now,
+            )
+
+    def _internal_error(self, message: Inbound) -> Verdict:
+        now = message.received_at.astimezone(UTC)
+        refused = _Refused("E_INTERNAL", "the hub failed to process this message; see the hub log")
+        with self._uow_factory() as uow:
+            self._dead_letter(uow, message, refused, now)
+            uow.commit()
+        return Verdict.REFUSED
