@@ -18,7 +18,7 @@ from device_sim.standin import Binding, DosePlan, StandIn
 from firmware_protocol.messages import Family, Reminders
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from device_sim.scenario import DeviceSpec, Scenario
 
@@ -95,9 +95,19 @@ def build_device(spec: DeviceSpec, *, hub: StandIn | None, enrollment_code: str 
     return device
 
 
-def build(scenario: Scenario, *, standalone: bool = True) -> Built:
-    """Every device of ``scenario``; in standalone mode also the stand-in hub, pre-enrolling them."""
+def build(
+    scenario: Scenario, *, standalone: bool = True, enrollment_codes: Mapping[str, str] | None = None
+) -> Built:
+    """Every device of ``scenario``; in standalone mode also the stand-in hub, pre-enrolling them.
+
+    Without the stand-in, a real hub serves the devices: ``enrollment_codes`` (device id -> the code the
+    hub issued when the device was registered there) makes each device enroll with its code on first
+    connect. A device without a code stays unenrolled (it cannot be served).
+    """
     hub = StandIn() if standalone else None
     if hub is not None:
         hub.next_config_ms = scenario.start_ms
-    return Built([build_device(spec, hub=hub) for spec in scenario.devices()], hub)
+    devices = [build_device(spec, hub=hub) for spec in scenario.devices()]
+    for device in devices if hub is None else ():
+        device.identity.enrollment_code = (enrollment_codes or {}).get(device.device_id)
+    return Built(devices, hub)

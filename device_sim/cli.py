@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import math
 import signal
 import ssl
 import sys
@@ -74,8 +75,8 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
         return value
 
     return parse
@@ -97,9 +98,12 @@ def _instant(text: str) -> int:
 
 def _clock_spec(text: str) -> ScaledClock:
     try:
-        return ScaledClock.from_spec(text)
+        clock = ScaledClock.from_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if not math.isfinite(clock.speed) or clock.speed <= 0:
+        raise argparse.ArgumentTypeError(f"clock spec {text!r}: the speed must be a positive number")
+    return clock
 
 
 def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -229,6 +233,8 @@ def _read(path: Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {path}: not a UTF-8 text file") from None
     return parse_scenario(text, file=str(path))
 
 
@@ -275,6 +281,9 @@ def _check(path: Path) -> int:
     except ScenarioError as exc:
         sys.stdout.write(f"{exc}\n")
         return 1
+    except UsageError as exc:
+        sys.stderr.write(f"dispenser-sim check: {exc}\n")
+        return 2
     days = (scenario.end_ms - scenario.start_ms) / 86_400_000
     sys.stdout.write(
         f"{path}: ok: {scenario.name}: {scenario.size} devices in {len(scenario.groups)} groups, "
@@ -352,16 +361,50 @@ def _summary(run: SimulationRun, stats: RunStats, *, reached: bool) -> None:
         sys.stderr.write(f"  device {device_id} failed: {problem}\n")
 
 
+def _tls_files(args: argparse.Namespace) -> list[str]:
+    """The TLS options given, each checked to be a readable file (``UsageError`` naming it otherwise)."""
+    if args.key is not None and args.cert is None:
+        raise UsageError("--key is the private key of --cert; give --cert too")
+    given = []
+    for option, value in (("--cafile", args.cafile), ("--cert", args.cert), ("--key", args.key)):
+        if value is None:
+            continue
+        try:
+            with Path(value).open("rb"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"{option} {value}: cannot read it: {exc.strerror}") from None
+        given.append(f"{option} {value}")
+    return given
+
+
+def _writable(option: str, path: Path | None) -> None:
+    """Fail now (``UsageError``) if an output file cannot be created, before anything connects."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and exc.filename != str(path) else ""
+        raise UsageError(f"{option} {path}: cannot write it: {exc.strerror}{where}") from None
+
+
 def _command_run(args: argparse.Namespace) -> int:
     try:
         address = BrokerAddress.parse(args.broker, cafile=args.cafile, certfile=args.cert, keyfile=args.key)
-        address.ssl_context()  # fail now on unreadable certificate files
+        tls_files = _tls_files(args)
         scenario = _scenario(args)
+        _writable("--truth", args.truth)
+        _writable("--keys-out", args.keys_out)
     except (BrokerUrlError, UsageError, ScenarioError, ValueError) as exc:
         sys.stderr.write(f"dispenser-sim run: {exc}\n")
         return 2
+    try:
+        address.ssl_context()  # fail now on certificate files that do not load
     except (OSError, ssl.SSLError) as exc:
-        sys.stderr.write(f"dispenser-sim run: TLS files: {exc}\n")
+        sys.stderr.write(f"dispenser-sim run: TLS files ({', '.join(tls_files)}): {exc}\n")
         return 2
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_run(args, scenario, address))

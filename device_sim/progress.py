@@ -69,7 +69,7 @@ def rates_between(before: RunStats | None, after: RunStats, seconds: float) -> R
 
 
 def sim_time(sim_ms: int) -> str:
-    """``2026-11-23 08:00`` on the Europe/Oslo clock."""
+    """``2026-11-23 08:00 CET``: the Europe/Oslo wall clock and its zone abbreviation."""
     moment = dt.datetime.fromtimestamp(sim_ms / 1000, dt.UTC).astimezone(OSLO)
     return f"{moment:%Y-%m-%d %H:%M} {moment:%Z}"
 

@@ -43,7 +43,7 @@ from firmware_protocol.signing import b64url, raw_public_key
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping
+    from collections.abc import Coroutine, Mapping
 
     from device_sim.build import Built
     from device_sim.ports import Clock, Publish, Truth
@@ -176,10 +176,21 @@ class SimulationRun:
     # -- life cycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the truth file, connect the stand-in, publish the first configs, then start the fleet."""
+        """Open the truth file, connect the stand-in, publish the first configs, then start the fleet.
+
+        On failure (``BrokerUnavailableError``, an unwritable truth file) everything started so far is
+        stopped again before the exception propagates: no link keeps retrying and no file stays open.
+        """
         if self._started:
             return
         self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         if self.truth_path is not None:
             self.truth_path.parent.mkdir(parents=True, exist_ok=True)
             self.truth_path.write_text("", encoding="utf-8")
@@ -189,7 +200,7 @@ class SimulationRun:
             link.connect()
             try:
                 async with asyncio.timeout(STANDIN_READY_TIMEOUT_S):
-                    await link.wait_ready()
+                    await self._unless_stopped(link.wait_ready())
                     self._tick_standin()
                     while link.counters.acked < link.counters.published:  # noqa: ASYNC110 - paho has no await
                         await asyncio.sleep(0.005)
@@ -200,7 +211,26 @@ class SimulationRun:
                 )
                 raise BrokerUnavailableError(msg + detail) from None
             self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="standin-tick")
-        await self.fleet.start()
+        try:
+            await self.fleet.start()
+        except OSError as exc:  # the broker's name does not resolve (the stand-in retries until its timeout)
+            msg = f"no connection to the broker at {self.address.url}: {exc}"
+            raise BrokerUnavailableError(msg) from None
+
+    async def _unless_stopped(self, waiting: Coroutine[object, object, None]) -> None:
+        """Wait for ``waiting`` unless ``request_stop`` comes first (Ctrl-C while the broker is silent)."""
+        done = asyncio.ensure_future(waiting)
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({done, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (done, stop):
+                future.cancel()
+            await asyncio.gather(done, stop, return_exceptions=True)
+        if done.cancelled():
+            msg = f"stopped while waiting for the broker at {self.address.url}"
+            raise BrokerUnavailableError(msg)
+        done.result()
 
     async def stop(self) -> None:
         """Stop the devices and the stand-in, disconnect gracefully, close the truth file; idempotent."""
@@ -219,18 +249,17 @@ class SimulationRun:
             self._log.close()
 
     async def __aenter__(self) -> SimulationRun:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
+        await self.start()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
 
     def request_stop(self) -> None:
-        """Make ``run_until`` return now (e.g. on Ctrl-C); call ``stop`` afterwards."""
+        """Make ``run_until`` return now (e.g. on Ctrl-C); call ``stop`` afterwards.
+
+        While ``start`` still waits for the broker, it gives up at once (``BrokerUnavailableError``).
+        """
         self._stop_requested.set()
 
     async def run_until(self, end_ms: int | None) -> bool:
@@ -252,7 +281,10 @@ class SimulationRun:
         return await self._stop_requested.wait()
 
     async def _wait_clock(self, end_ms: int) -> object:
-        await self.clock.sleep_until(end_ms)
+        # A clock may wake a sleeper a little early (``ScaledClock`` rounds to whole real milliseconds, up to
+        # ``speed`` simulated ms): sleep again until the end has really been reached.
+        while self.clock.now_ms() < end_ms:
+            await self.clock.sleep_until(end_ms)
         return None
 
     # -- figures -------------------------------------------------------------------------------------------
@@ -366,9 +398,14 @@ def population(
     Families are ``roll`` and ``pot`` (``FAMILY_NAMES``); behaviours are the ``device_sim.patient`` models
     with their default parameters. Roll devices take doses at 08:00, 14:00 and 20:00, pot devices at 09:00
     and 21:00. ``duration_ms`` ``None`` means ``FOREVER_DURATION_MS``. ``id_prefixes`` maps a family name
-    to a device id prefix. The YAML is parsed like a file (``ScenarioError`` for bad values).
+    to a device id prefix. Unknown family or behaviour names (also as ``id_prefixes`` keys) are a
+    ``ValueError``; the YAML is parsed like a file (``ScenarioError`` for bad values).
     """
-    unknown = (set(families) - set(FAMILY_NAMES)) | (set(behaviours) - set(BEHAVIOURS))
+    unknown = (
+        (set(families) - set(FAMILY_NAMES))
+        | (set(behaviours) - set(BEHAVIOURS))
+        | (set(id_prefixes or ()) - set(FAMILY_NAMES))
+    )
     if unknown:
         msg = f"unknown families or behaviours: {', '.join(sorted(unknown))}"
         raise ValueError(msg)

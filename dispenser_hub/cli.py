@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeAlias
 
+from dispenser_hub.admin_cli import add_admin_commands
 from dispenser_hub.inspector.cli import add_demo_command, add_inspect_command
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
@@ -29,6 +30,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subparsers]:
     _add_broker_command(subparsers)
     add_inspect_command(subparsers)
     add_demo_command(subparsers)
+    add_admin_commands(subparsers)
     return parser, subparsers
 
 

@@ -8,6 +8,8 @@ Fixtures (details in ``tests/support/broker.py``):
 * ``fresh_mqtt_broker`` (function): factory ``(kind=None) -> MqttBroker`` for a private broker that a test may
   stop/restart freely; stopped at teardown. Never stop or restart the shared session brokers.
 * ``unique_topic_root`` (function): ``test/<uuid hex>``, so tests never see each other's messages.
+* ``postgres_url`` (function): a PostgreSQL URL whose ``search_path`` is a fresh empty schema, dropped at
+  teardown (``tests/support/postgres.py``); skipped without a server, failed under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from tests.support.broker import BrokerKind, MqttBroker, selected_broker_kind, start_broker
+from tests.support.postgres import fresh_schema
 from tests.support.services import SERVICE_MARKER, ci_skip_failure_message
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ _SERVICE_FIXTURES = {
     "mqtt_broker": "mqtt-broker",
     "mosquitto_broker": "mosquitto",
     "fresh_mqtt_broker": "mqtt-broker",
+    "postgres_url": "postgresql",
 }
 
 
@@ -118,3 +122,10 @@ def fresh_mqtt_broker(tmp_path: Path) -> Iterator[BrokerFactory]:
 def unique_topic_root() -> str:
     """A topic prefix no other test uses: ``test/<uuid hex>``."""
     return f"test/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A ``postgresql+psycopg://`` URL on a fresh empty schema of the test server, dropped afterwards."""
+    with fresh_schema() as url:
+        yield url

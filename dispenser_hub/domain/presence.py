@@ -132,9 +132,7 @@ class AlarmFacts:
     cleared: tuple[str, ...] = ()
 
 
-def alarm_facts(
-    envelope: Envelope[Body], *, patient_id: int | None, stale_death: bool = False
-) -> AlarmFacts:
+def alarm_facts(envelope: Envelope[Body], *, patient_id: int | None, stale_death: bool = False) -> AlarmFacts:
     """What ``envelope`` (accepted, from its device) does to the device's alarms (see the module rules)."""
     body = envelope.body
     kind = body.TYPE

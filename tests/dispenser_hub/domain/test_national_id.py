@@ -85,7 +85,9 @@ def test_generated_valid_numbers_round_trip(case: tuple[str, IdKind, date, Check
     assert parsed.check_rule is rule
     assert parsed.birth_date == (born if rule is CheckRule.CLASSIC else None)
     assert parsed.oid == (OID_HNR if kind is IdKind.HNR else OID_DNR if d_day else OID_FNR)
-    assert number[6:] not in f"{parsed!s} {parsed!r}"
+    shown = f"{parsed!s} {parsed!r}"
+    assert number not in shown
+    assert str(parsed) == f"{number[:6]}*****"
 
 
 @given(valid_numbers(), st.integers(0, 10), st.integers(1, 9))

@@ -1,0 +1,148 @@
+"""Copy-on-write tables: a unit of work shares the committed dicts until it first writes to one.
+
+Rules: a committed ``Tables`` is never changed again (commit replaces the store's tables with the unit of
+work's); ``fork`` is O(number of tables); the first write to a table in a unit of work copies that table
+(O(its rows)). So reads are snapshot-isolated for free and a rollback is dropping the fork.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dispenser_hub.domain.model import (
+        Alarm,
+        AlarmLogEntry,
+        AuditEntry,
+        Binding,
+        CareTeam,
+        Command,
+        Contact,
+        DeadLetter,
+        Device,
+        DeviceEvent,
+        EnrollmentCode,
+        Patient,
+    )
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Stored(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+class Table(Generic[K, V]):
+    """One table: rows by key in insertion order, copied on the first write after a fork."""
+
+    __slots__ = ("_owned", "_rows")
+
+    def __init__(self, rows: dict[K, V] | None = None) -> None:
+        self._rows: dict[K, V] = {} if rows is None else rows
+        self._owned = rows is None
+
+    @property
+    def rows(self) -> Mapping[K, V]:
+        """The rows (read-only view; write through ``put``/``pop``)."""
+        return self._rows
+
+    def newest_first(self) -> list[V]:
+        """The rows, last inserted first."""
+        return list(reversed(self._rows.values()))
+
+    def put(self, key: K, value: V) -> None:
+        """Insert or replace (a replaced row keeps its place in the insertion order)."""
+        self._own()
+        self._rows[key] = value
+
+    def pop(self, key: K) -> None:
+        """Remove a row (no error if there is none)."""
+        self._own()
+        self._rows.pop(key, None)
+
+    def fork(self) -> Table[K, V]:
+        """A table sharing these rows until either is written (only the fork is ever written)."""
+        return Table(self._rows)
+
+    def _own(self) -> None:
+        if not self._owned:
+            self._rows = dict(self._rows)
+            self._owned = True
+
+
+@dataclass(slots=True)
+class Tables:
+    """Every table of the store, plus the id counters and two unique indexes kept as tables."""
+
+    teams: Table[int, CareTeam] = field(default_factory=Table)
+    patients: Table[int, Patient] = field(default_factory=Table)
+    contacts: Table[int, Contact] = field(default_factory=Table)
+    devices: Table[str, Device] = field(default_factory=Table)
+    enrollment_codes: Table[int, EnrollmentCode] = field(default_factory=Table)
+    bindings: Table[int, Binding] = field(default_factory=Table)
+    events: Table[int, DeviceEvent] = field(default_factory=Table)
+    event_keys: Table[tuple[str, str], int] = field(default_factory=Table)
+    """(device_id, msg_id) -> event id: the duplicate check without a scan."""
+    dead_letters: Table[int, DeadLetter] = field(default_factory=Table)
+    commands: Table[int, Command] = field(default_factory=Table)
+    alarms: Table[int, Alarm] = field(default_factory=Table)
+    open_alarms: Table[str, int] = field(default_factory=Table)
+    """dedup key -> id of the open alarm with that key."""
+    alarm_log: Table[int, AlarmLogEntry] = field(default_factory=Table)
+    audit: Table[int, AuditEntry] = field(default_factory=Table)
+    last_ids: Table[str, int] = field(default_factory=Table)
+    """Last id handed out per table name (ids start at 1 and are never reused)."""
+
+    def fork(self) -> Tables:
+        """Tables sharing every row with these until written."""
+        return Tables(
+            teams=self.teams.fork(),
+            patients=self.patients.fork(),
+            contacts=self.contacts.fork(),
+            devices=self.devices.fork(),
+            enrollment_codes=self.enrollment_codes.fork(),
+            bindings=self.bindings.fork(),
+            events=self.events.fork(),
+            event_keys=self.event_keys.fork(),
+            dead_letters=self.dead_letters.fork(),
+            commands=self.commands.fork(),
+            alarms=self.alarms.fork(),
+            open_alarms=self.open_alarms.fork(),
+            alarm_log=self.alarm_log.fork(),
+            audit=self.audit.fork(),
+            last_ids=self.last_ids.fork(),
+        )
+
+    def next_id(self, table: str) -> int:
+        """A new id for a row of ``table``."""
+        new_id = self.last_ids.rows.get(table, 0) + 1
+        self.last_ids.put(table, new_id)
+        return new_id
+
+
+@dataclass(slots=True)
+class Transaction:
+    """The state of one unit of work: its forked tables and whether it wrote anything."""
+
+    tables: Tables
+    base_version: int
+    """The store's commit counter when ``tables`` was forked (detects a concurrent commit)."""
+    dirty: bool = False
+
+    def write(self) -> Tables:
+        """The tables, for writing (marks the transaction dirty)."""
+        self.dirty = True
+        return self.tables
+
+
+def stored_id(record: _Stored) -> int:
+    """The id of a stored record (always set once stored)."""
+    if record.id is None:  # pragma: no cover - ids are set when a record is added
+        msg = f"stored {type(record).__name__} without an id"
+        raise AssertionError(msg)
+    return record.id

@@ -1,0 +1,157 @@
+"""Composition root: settings -> adapters -> services -> (MQTT client, timers, web app). Nothing at import.
+
+``build_hub`` wires a ``Hub`` from ``Settings``; ``Hub.start``/``stop`` run its MQTT ingest and timers.
+The database must be at the code's migration revision (``dispenser-hub migrate``), and the PKI must exist
+(``dispenser-hub pki init``); in development both are created on first use, so the demo needs no set-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from dispenser_hub.adapters.clock import SystemClock
+from dispenser_hub.adapters.crypto.fields import FieldCipher
+from dispenser_hub.adapters.db.engine import create_engine_for
+from dispenser_hub.adapters.db.migrate import check as check_schema
+from dispenser_hub.adapters.db.migrate import upgrade
+from dispenser_hub.adapters.db.uow import SqlUnitOfWorkFactory
+from dispenser_hub.adapters.mqtt.hub_client import HubMqttClient
+from dispenser_hub.adapters.pki import CaMissingError, CertificateAuthority
+from dispenser_hub.adapters.scheduler import PeriodicJobs
+from dispenser_hub.services.downlink import CommandSender, HubSender
+from dispenser_hub.services.ingest import IngestLimits, IngestService
+from dispenser_hub.services.presence import PresenceMonitor
+from dispenser_hub.services.provisioning import Provisioning
+from dispenser_hub.services.registry import Registry
+from dispenser_hub.settings import Environment, Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from dispenser_hub.ports import Clock, UnitOfWorkFactory
+
+_log = logging.getLogger(__name__)
+SEND_EVERY_S = 1.0
+SWEEP_EVERY_S = 30.0
+CA_ORGANISATION = "dispenser-hub"
+
+
+@dataclass
+class Hub:
+    """The running parts of one hub process."""
+
+    settings: Settings
+    engine: Engine
+    uow_factory: UnitOfWorkFactory
+    clock: Clock
+    ca: CertificateAuthority
+    registry: Registry
+    ingest: IngestService
+    commands: CommandSender
+    presence: PresenceMonitor
+    mqtt: HubMqttClient
+    jobs: PeriodicJobs = field(default_factory=PeriodicJobs)
+    started: bool = False
+
+    def start(self) -> None:
+        """Connect to the broker and start the timers (returns at once)."""
+        self.mqtt.start()
+        self.jobs.every(SEND_EVERY_S, self.commands.send_due, name="send-commands")
+        self.jobs.every(SWEEP_EVERY_S, self.presence.sweep, name="no-contact-sweep")
+        self.jobs.start()
+        self.started = True
+
+    def stop(self) -> None:
+        """Stop timers, finish the batch in hand, disconnect, release the database."""
+        if self.started:
+            self.jobs.stop()
+            self.mqtt.stop()
+            self.started = False
+        self.engine.dispose()
+
+    def health(self) -> dict[str, object]:
+        """Liveness figures for ``/api/v1/health`` (no patient data)."""
+        counters = self.ingest.counters
+        return {
+            "mqtt_connected": self.mqtt.subscribed.is_set(),
+            "ingest_backlog": self.mqtt.backlog,
+            "stored": counters.stored,
+            "duplicates": counters.duplicates,
+            "refused": counters.refused,
+        }
+
+
+def load_ca(settings: Settings, now: datetime) -> CertificateAuthority:
+    """The PKI from ``settings.pki_dir``; created on first use in development only."""
+    try:
+        return CertificateAuthority.load(settings.pki_dir)
+    except CaMissingError:
+        if settings.environment is not Environment.DEVELOPMENT:
+            raise
+        _log.warning("development: creating a new PKI in %s", settings.pki_dir)
+        return CertificateAuthority.init(settings.pki_dir, organisation=CA_ORGANISATION, now=now)
+
+
+def prepare_database(settings: Settings) -> None:
+    """Migrate in development; elsewhere refuse a database not at the code's revision."""
+    if settings.environment is Environment.DEVELOPMENT:
+        upgrade(settings.database_url)
+    else:
+        check_schema(settings.database_url)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The database and the services that need nothing else (CLI administration, the API)."""
+
+    engine: Engine
+    uow_factory: UnitOfWorkFactory
+    protector: FieldCipher
+    registry: Registry
+
+
+def open_storage(settings: Settings, clock: Clock) -> Storage:
+    """Check (or, in development, migrate) the database and open it."""
+    prepare_database(settings)
+    engine = create_engine_for(settings.database_url)
+    protector = FieldCipher.from_settings(
+        settings.encryption_keys.get_secret_value(), settings.lookup_key.get_secret_value()
+    )
+    uow_factory = SqlUnitOfWorkFactory(engine, protector)
+    registry = Registry(
+        uow_factory, protector, clock, code_ttl=timedelta(seconds=settings.enrollment_code_ttl_s)
+    )
+    return Storage(engine, uow_factory, protector, registry)
+
+
+def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
+    """Wire a hub (not started): database, PKI, services, MQTT client."""
+    clock = clock or SystemClock()
+    storage = open_storage(settings, clock)
+    engine, uow_factory, protector, registry = (
+        storage.engine,
+        storage.uow_factory,
+        storage.protector,
+        storage.registry,
+    )
+    ca = load_ca(settings, clock.now().astimezone(UTC))
+    sender = HubSender(ca.hub_signer)
+    ingest = IngestService(
+        uow_factory,
+        Provisioning(ca, ca.hub_signer, protector),
+        limits=IngestLimits(
+            dead_letter_max_bytes=settings.dead_letter_max_bytes,
+            burst_threshold=settings.security_burst_threshold,
+            burst_window=timedelta(seconds=settings.security_burst_window_s),
+        ),
+    )
+    address = settings.broker_address
+    mqtt = HubMqttClient(address, settings.mqtt_client_id, ingest.handle, now=clock.now)
+    commands = CommandSender(uow_factory, sender, mqtt, clock)
+    presence = PresenceMonitor(
+        uow_factory, clock, allowed_silence=timedelta(seconds=settings.no_contact_after_s)
+    )
+    return Hub(settings, engine, uow_factory, clock, ca, registry, ingest, commands, presence, mqtt)

@@ -1,0 +1,104 @@
+"""Running a hub: its services (``bootstrap.Hub``) and the HTTP API on uvicorn, in the foreground or a thread.
+
+``dispenser-hub serve`` runs ``HubRuntime`` in the foreground until SIGINT/SIGTERM; the demo runs it in a
+background thread next to the embedded broker and the simulated fleet. Stopping is orderly: the HTTP
+server stops taking requests, the timers stop, the batch in hand is committed and acknowledged, the MQTT
+session is left for the broker to keep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from dispenser_hub.bootstrap import build_hub
+from dispenser_hub.web.app import create_app
+from dispenser_hub.web.context import ApiContext
+from dispenser_hub.web.tokens import operator_tokens
+
+if TYPE_CHECKING:
+    from dispenser_hub.bootstrap import Hub
+    from dispenser_hub.ports import Clock
+    from dispenser_hub.settings import Settings
+
+_log = logging.getLogger(__name__)
+START_TIMEOUT_S = 15.0
+
+
+def package_version() -> str:
+    """The installed version of dispenser-hub."""
+    try:
+        return version("dispenser-hub")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0+unknown"
+
+
+class HubRuntime:
+    """A hub and its API server."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        """Wire everything (the database is migrated or checked here); nothing runs before ``start``."""
+        self.settings = settings
+        self.hub: Hub = build_hub(settings, clock=clock)
+        api = ApiContext(
+            uow_factory=self.hub.uow_factory,
+            registry=self.hub.registry,
+            clock=self.hub.clock,
+            tokens=operator_tokens(settings.api_tokens_by_name()),
+            version=package_version(),
+            health=self.hub.health,
+        )
+        config = uvicorn.Config(
+            create_app(api),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            lifespan="off",
+        )
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def api_url(self) -> str:
+        """Where the API listens (after ``start``: with the port actually bound)."""
+        port = self.settings.http_port
+        servers = getattr(self.server, "servers", [])
+        if servers and servers[0].sockets:
+            port = servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.settings.http_host}:{port}/api/v1"
+
+    def start_in_thread(self) -> None:
+        """Start the hub and serve HTTP from a daemon thread; returns once the server listens."""
+        self.hub.start()
+        self._thread = threading.Thread(target=self.server.run, name="hub-http", daemon=True)
+        self._thread.start()
+        deadline = threading.Event()
+        for _ in range(int(START_TIMEOUT_S / 0.05)):
+            if self.server.started or not self._thread.is_alive():
+                break
+            deadline.wait(0.05)
+        if not self.server.started:
+            self.hub.stop()
+            msg = f"the API server did not start on {self.settings.http_host}:{self.settings.http_port}"
+            raise RuntimeError(msg)
+
+    def run_forever(self) -> None:
+        """Start the hub and serve HTTP in this thread until SIGINT/SIGTERM, then stop everything."""
+        self.hub.start()
+        try:
+            with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises it after shutting down
+                self.server.run()
+        finally:
+            self.hub.stop()
+
+    def stop(self) -> None:
+        """Stop the HTTP server and the hub."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(START_TIMEOUT_S)
+        self.hub.stop()

@@ -1,0 +1,36 @@
+"""What the API needs from the rest of the hub, given to ``create_app`` by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dispenser_hub.web.tokens import TokenTable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from dispenser_hub.ports import Clock, UnitOfWorkFactory
+    from dispenser_hub.services.registry import Registry
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiContext:
+    """The API's collaborators.
+
+    ``tokens`` maps each API token to its operator name (``operator_tokens`` builds it from the settings).
+    ``health``, when given, returns what the health route shows next to the status (MQTT connected, outbox
+    backlog...): never patient data, since that route is open.
+    """
+
+    uow_factory: UnitOfWorkFactory
+    registry: Registry
+    clock: Clock
+    tokens: Mapping[str, str] = field(repr=False)
+    version: str
+    health: Callable[[], dict[str, object]] | None = None
+    token_table: TokenTable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Index the tokens for constant-time lookup."""
+        object.__setattr__(self, "token_table", TokenTable(self.tokens))

@@ -1,0 +1,1 @@
+"""The API's routers, one module per resource (mounted under ``/api/v1`` by ``web.app``)."""
