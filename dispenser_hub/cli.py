@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from dispenser_hub.admin_cli import add_admin_commands
-from dispenser_hub.inspector.cli import add_demo_command, add_inspect_command
+from dispenser_hub.demo import add_demo_command
+from dispenser_hub.inspector.cli import add_inspect_command
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 # argparse has no public name for the object add_subparsers() returns; a string alias keeps it out of runtime.

@@ -1,8 +1,8 @@
 """The demo's simulated dispensers: a ``device_sim`` scenario run over MQTT in a background thread.
 
-``python3 tasks.py run`` shows a fleet of both dispenser families behaving next to the embedded broker.
-The fleet runs on its own event loop in a daemon thread, on accelerated simulated time
-(``device_sim.clock.ScaledClock``), served by the simulator's stand-in hub until the hub can serve it.
+``python3 tasks.py run`` shows a fleet of both dispenser families served by the hub. The fleet runs on its
+own event loop in a daemon thread, on accelerated simulated time (``device_sim.clock.ScaledClock``) that
+the hub follows too. Each device enrolls with the code the hub issued when the demo registered it.
 ``keys`` and ``clocks`` tell the inspector how to verify the fleet's messages and which clock their
 timestamps follow.
 """
@@ -15,14 +15,14 @@ import threading
 from typing import TYPE_CHECKING
 
 from device_sim.build import build
-from device_sim.clock import ScaledClock
 from device_sim.runner import SimulationRun, inspector_keys
 from device_sim.scenario import load_shipped, parse_scenario, shipped_scenario_names
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
+    from device_sim.clock import ScaledClock
     from device_sim.runner import RunStats
     from device_sim.scenario import Scenario
     from firmware_protocol.broker import BrokerAddress
@@ -43,12 +43,18 @@ class DemoFleet:
     """A scenario's devices and stand-in hub, running over ``address`` until ``stop``."""
 
     def __init__(
-        self, scenario: Scenario, address: BrokerAddress, *, speed: float, truth_path: Path | None = None
+        self,
+        scenario: Scenario,
+        address: BrokerAddress,
+        *,
+        clock: ScaledClock,
+        enrollment_codes: Mapping[str, str],
+        truth_path: Path | None = None,
     ) -> None:
         """Build the devices (nothing connects before ``start``)."""
         self.scenario = scenario
-        self.built = build(scenario, standalone=True)
-        self.clock = ScaledClock.starting_now(scenario.start_ms, speed)
+        self.built = build(scenario, standalone=False, enrollment_codes=enrollment_codes)
+        self.clock = clock
         self._address = address
         self._truth_path = truth_path
         self._run: SimulationRun | None = None
@@ -59,7 +65,7 @@ class DemoFleet:
 
     @property
     def keys(self) -> dict[str, object]:
-        """The inspector key file's content for the fleet (stand-in hub key and device keys)."""
+        """The inspector key file's content for the fleet's device keys."""
         return inspector_keys(self.built)
 
     @property

@@ -1,7 +1,8 @@
 """``dispenser-hub demo`` (the README's run command) as a user runs it: a real process, a real broker.
 
-The demo publishes its example messages (device ``RM3-000017`` and one wrong topic) before the simulated
-fleet starts, so they come first; the fleet's messages (other device ids) must all be valid.
+The demo publishes its example messages (device ``RM3-000017`` and one wrong topic) before the hub and the
+simulated fleet start, so they come first; the fleet's messages (other device ids) and the hub's answers
+must all be valid, and the hub's API must show every simulated device enrolled and online.
 """
 
 from __future__ import annotations
@@ -10,19 +11,27 @@ import json
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import IO, TYPE_CHECKING
 
+import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from dispenser_hub.settings import DEV_API_TOKENS
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 TIMEOUT_S = 20.0
 SAMPLE_DEVICES = {"RM3-000017", "RM3-999999"}
+DEMO_DEVICES = 9
+TOKEN = DEV_API_TOKENS.split(":", 1)[1]  # the demo runs on the development defaults
 FLEET_MESSAGES = 40
 EXPECTED = [
     ("birth", None),
@@ -51,14 +60,44 @@ def test_demo_starts_a_broker_and_explains_every_message(tmp_path: Path) -> None
         "--json",
         "--samples-dir",
         str(tmp_path),
-        "--truth",
-        str(tmp_path / "truth.jsonl"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--http-port",
+        str(http_port := _free_port()),
     ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
-        code = _drive_demo(process, tmp_path)
+        code = _drive_demo(process, tmp_path, http_port)
     assert code == 0
-    truth = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
-    assert {"device.online", "schedule.applied"} <= {record["kind"] for record in truth}
+    truth = [json.loads(line) for line in (tmp_path / "state" / "truth.jsonl").read_text().splitlines()]
+    assert {"device.online", "roll.loaded"} <= {record["kind"] for record in truth}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _online(api: str) -> int:
+    """How many devices the API reports active and online."""
+    try:
+        answer = httpx.get(
+            f"{api}/devices?limit=100", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+        )
+        items = answer.raise_for_status().json()["items"]
+    except httpx.HTTPError:
+        return -1
+    return sum(1 for d in items if d["status"] == "active" and d["presence"]["online"])
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
 
 
 def _device(item: dict[str, object]) -> str:
@@ -73,7 +112,7 @@ def _next(out: queue.Queue[str], *, samples: bool) -> dict[str, object]:
             return item
 
 
-def _drive_demo(process: subprocess.Popen[str], tmp_path: Path) -> int:
+def _drive_demo(process: subprocess.Popen[str], tmp_path: Path, http_port: int) -> int:
     assert process.stdout is not None
     assert process.stderr is not None
     out: queue.Queue[str] = queue.Queue()
@@ -106,8 +145,12 @@ def _drive_demo(process: subprocess.Popen[str], tmp_path: Path) -> int:
         fleet = [_next(out, samples=False) for _ in range(FLEET_MESSAGES)]
         assert [item for item in fleet if not item["ok"]] == []
         types = {item["type"] for item in fleet}
-        assert {"birth", "state"} <= types
+        assert {"prov.request", "prov.accepted", "birth"} <= types
         assert len({_device(item) for item in fleet}) > 1
+
+        # The hub's API shows the fleet enrolled and online.
+        api = f"http://127.0.0.1:{http_port}/api/v1"
+        assert _wait_for(lambda: _online(api) == DEMO_DEVICES), _online(api)
     finally:
         process.send_signal(signal.SIGINT)
         try:
