@@ -7,7 +7,9 @@ broker the way a user would, and one runs its ``--help``.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -378,6 +380,28 @@ def test_no_broker_exits_1_naming_the_broker(capsys: pytest.CaptureFixture[str],
     assert f"dispenser-sim: no connection to the broker at {url} within 1 s" in err
     assert "Connection refused" in err or "ConnectionRefusedError" in err
     assert out == ""  # no progress without a run
+
+
+def test_ctrl_c_while_waiting_for_the_broker_exits_at_once() -> None:
+    url = f"mqtt://127.0.0.1:{free_tcp_port()}"  # a closed port: the stand-in would wait 10 s
+    with subprocess.Popen(
+        [str(CONSOLE_SCRIPT), "run", "--scenario", "demo", "--broker", url, "--truth", os.devnull],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stderr is not None
+        header = process.stderr.readline()  # written just before the run connects
+        assert header.startswith("dispenser-sim: demo: 9 devices on"), header
+        time.sleep(0.5)  # the signal handlers are installed right after the header
+        began = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    assert time.monotonic() - began < 3
+    assert process.returncode == 1, err
+    assert f"dispenser-sim: stopped while waiting for the broker at {url}" in err
+    assert "Traceback" not in err
+    assert out == ""
 
 
 def test_console_script_runs_the_demo_against_the_broker(

@@ -575,6 +575,24 @@ def test_no_broker_fails_with_the_url_and_leaves_nothing_running(
     asyncio.run(main())
 
 
+def test_a_stop_request_ends_the_wait_for_a_silent_broker() -> None:
+    url = f"mqtt://127.0.0.1:{free_tcp_port()}"  # nothing listens there; the stand-in would wait 10 s
+    chosen = scenario(SMALL)
+    run = SimulationRun(build(chosen), url, ManualClock(chosen.start_ms), backoff=FAST_BACKOFF)
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_later(0.2, run.request_stop)  # Ctrl-C
+        began = time.monotonic()
+        with pytest.raises(BrokerUnavailableError, match=f"stopped while waiting for the broker at {url}$"):
+            async with run:
+                pass
+        assert time.monotonic() - began < 3
+        await asyncio.sleep(0)  # MqttLink.close() cancels its connect task without awaiting it
+        _assert_no_tasks_left()
+
+    asyncio.run(main())
+
+
 def test_an_unresolvable_broker_without_standin_is_unavailable_not_a_crash() -> None:
     chosen = scenario(SMALL)
     url = "mqtt://no-such-broker.invalid:1883"
