@@ -71,10 +71,13 @@ class ScaledClock:
         return self.sim_epoch_ms + int((real_now_ms() - self.real_epoch_ms) * self.speed)
 
     async def sleep_until(self, ms: int) -> None:
-        """Sleep until simulated time reaches ``ms``."""
-        delay = (ms - self.now_ms()) / self.speed / 1000
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """Sleep until simulated time reaches ``ms``.
+
+        Never returns early: the loop's timer may fire a little before the wall clock agrees, so the
+        rest is slept again.
+        """
+        while (delay := (ms - self.now_ms()) / self.speed / 1000) > 0:  # noqa: ASYNC110 - a deadline, no event
+            await asyncio.sleep(max(delay, 0.001))
 
 
 @dataclass

@@ -6,7 +6,8 @@ Per device, one task does, in a loop:
    connect again when it turns True; the link registers ``will(now)`` before every connect attempt;
 2. hand the device what happened since the last round, in arrival order: ``on_connected`` (after the
    SUBACK), ``on_disconnected``, ``on_message``;
-3. call ``advance(now)`` when ``next_wakeup()`` is due or after any of the above;
+3. call ``advance(now)`` when ``next_wakeup()`` is due or after any of the above, and go back to 1 at
+   once if that changed ``link_wanted`` (a scripted outage starts when its timer fires);
 4. carry out the returned outputs in order: ``Publish`` goes to paho (QoS 1; sent now if connected, else
    kept by paho for the persistent session: the device only returns publishes while it believes it is
    online, so these are the few that raced a connection loss), ``Truth`` goes to ``truth_sink``;
@@ -336,6 +337,8 @@ class Fleet:
             now = clock.now_ms()
             if had_events or (wakeup is not None and wakeup <= now):
                 self._carry_out(link, device.advance(now))
+                if device.link_wanted(now) != link.wanted:
+                    continue  # a timer took the network down (or up): act on it now, not at the next wakeup
                 wakeup = device.next_wakeup()
             await self._sleep(slot, wakeup)
 

@@ -322,11 +322,6 @@ def test_an_offline_device_doses_on_time_and_replays_its_events_in_order(
     assert run.fleet_stats.reconnects == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="device_sim/fleet.py checks link_wanted() only before advance(): a network_down fired by a "
-    "device timer takes effect at the device's next wakeup, not at once (reported, not fixed here)",
-)
 def test_a_timeline_outage_takes_the_device_offline_at_once(mqtt_broker: MqttBroker) -> None:
     chosen = scenario(OUTAGE)
     run = SimulationRun(build(chosen), mqtt_broker.url, ManualClock(chosen.start_ms), keep_records=True)
