@@ -66,12 +66,13 @@ def _guard(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     """Turn refusals into a message and exit code 2 (never a traceback for bad input)."""
 
     def guarded(args: argparse.Namespace) -> int:
+        from dispenser_hub.adapters.db.migrate import SchemaVersionError  # noqa: PLC0415
         from dispenser_hub.adapters.pki import PkiError  # noqa: PLC0415
         from dispenser_hub.services.registry import RegistryError  # noqa: PLC0415
 
         try:
             return run(args)
-        except (SettingsError, RegistryError, PkiError, ValueError) as exc:
+        except (SettingsError, RegistryError, PkiError, SchemaVersionError, ValueError) as exc:
             field = getattr(exc, "field", None)
             sys.stderr.write(f"dispenser-hub: {f'{field}: ' if field else ''}{exc}\n")
             return EXIT_REFUSED
