@@ -39,6 +39,7 @@ from dispenser_hub.domain.alarms import Condition
 from dispenser_hub.domain.model import Presence, SubjectKind
 from firmware_protocol.codes import HUB_CONDITIONS, mapping_for
 from firmware_protocol.messages import Birth, Death, FaultCleared, Heartbeat, State
+from firmware_protocol.receiver import SEQUENCE_EXEMPT
 
 if TYPE_CHECKING:
     from firmware_protocol import Envelope
@@ -60,7 +61,9 @@ def _ms(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, UTC)
 
 
-def _seq(presence: Presence, envelope: Envelope[Body]) -> tuple[str, int]:
+def _seq(presence: Presence, envelope: Envelope[Body]) -> tuple[str, int | None]:
+    if envelope.type in SEQUENCE_EXEMPT:  # carries the next number without using it
+        return (presence.boot_id or envelope.boot_id), presence.last_seq
     if presence.boot_id != envelope.boot_id or presence.last_seq is None:
         return envelope.boot_id, envelope.seq
     return envelope.boot_id, max(presence.last_seq, envelope.seq)

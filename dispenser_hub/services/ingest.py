@@ -37,6 +37,7 @@ from dispenser_hub.domain.presence import alarm_facts, apply_message, is_stale_d
 from dispenser_hub.services.downlink import answer, enqueue
 from firmware_protocol import MAX_SKEW_MS, KeyRing, ProtocolError, decode, is_device_id, verify
 from firmware_protocol.messages import Birth, CommandAck, CommandNack, ProvisionRequest, Resync, SetTime
+from firmware_protocol.receiver import SEQUENCE_EXEMPT
 from firmware_protocol.signing import b64url_decode, public_key_from_raw
 
 if TYPE_CHECKING:
@@ -239,8 +240,8 @@ class IngestService:
     def _resync_gap(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
         presence = device.presence
         body = envelope.body
-        if presence.boot_id != envelope.boot_id or presence.last_seq is None:
-            return
+        if presence.boot_id != envelope.boot_id or presence.last_seq is None or body.TYPE in SEQUENCE_EXEMPT:
+            return  # a new boot starts from 0; wills and enrollment requests carry a number without using it
         if envelope.seq <= presence.last_seq + 1 or (isinstance(body, Birth) and body.buffered > 0):
             return
         resync = Resync(
