@@ -1,8 +1,8 @@
-"""Clocks for the hub: the system clock, and a simulator's accelerated clock for demos and tests."""
+"""Clocks for the hub: the system clock, a simulator's accelerated clock (demo), a manual one (tests)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from device_sim.clock import ScaledClock
 
@@ -30,3 +30,22 @@ class SimulatedClock:
     def now(self) -> datetime:
         """The simulated time, aware UTC."""
         return datetime.fromtimestamp(self.clock.now_ms() / 1000, UTC)
+
+
+class ManualClock:
+    """A clock a test sets and advances (the hub's fake ``Clock``)."""
+
+    def __init__(self, at: datetime) -> None:
+        """Start at ``at`` (aware)."""
+        if at.tzinfo is None:
+            msg = "the clock's time must be timezone-aware"
+            raise ValueError(msg)
+        self.at = at
+
+    def now(self) -> datetime:
+        """The time set."""
+        return self.at
+
+    def advance(self, delta: timedelta) -> None:
+        """Move forward (or back) by ``delta``."""
+        self.at += delta

@@ -29,7 +29,9 @@ from tests.support.mqtt_client import MqttProbe
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from device_sim.build import Built
     from device_sim.ports import Truth
+    from device_sim.scenario import Scenario
     from tests.conftest import BrokerFactory
 
 TIMEOUT_S = 20.0
@@ -46,6 +48,24 @@ def _reasons(hub: Hub) -> list[str]:
         return sorted(letter.reason for letter in uow.dead_letters.select(limit=1000))
 
 
+def _hub_for(tmp_path: Path, broker_url: str, scenario: Scenario, clock: ScaledClock) -> tuple[Hub, Built]:
+    """A hub (not started) following ``clock``, and ``scenario``'s devices registered there with codes."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        pki_dir=tmp_path / "pki",
+        mqtt_url=broker_url,
+        mqtt_client_id=f"hub-{scenario.name}",
+    )
+    hub = build_hub(settings, clock=SimulatedClock(clock))
+    codes = {}
+    for spec in scenario.devices():
+        _, code = hub.registry.register_device(
+            spec.device_id, serial=spec.device_id, family=spec.family, model="sim", by="test"
+        )
+        codes[spec.device_id] = code.code
+    return hub, build(scenario, standalone=False, enrollment_codes=codes)
+
+
 def test_simulated_devices_enroll_are_born_and_their_messages_are_stored_once(
     tmp_path: Path, fresh_mqtt_broker: BrokerFactory
 ) -> None:
@@ -55,20 +75,8 @@ def test_simulated_devices_enroll_are_born_and_their_messages_are_stored_once(
     scenario = population(
         4, start_ms=start_ms, duration_ms=6 * 3_600_000, families={"roll": 50, "pot": 50}, faults="none"
     )
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        pki_dir=tmp_path / "pki",
-        mqtt_url=broker.url,
-        mqtt_client_id="hub-e2e",
-    )
-    hub = build_hub(settings, clock=SimulatedClock(clock))
-    codes = {}
-    for spec in scenario.devices():
-        _, code = hub.registry.register_device(
-            spec.device_id, serial=spec.device_id, family=spec.family, model="sim", by="test"
-        )
-        codes[spec.device_id] = code.code
-    built = build(scenario, standalone=False, enrollment_codes=codes)
+    hub, built = _hub_for(tmp_path, broker.url, scenario, clock)
+    codes = {device.device_id for device in built.devices}
     retired = built.devices[0].device_id
     hub.start()
     try:
@@ -105,7 +113,7 @@ def test_simulated_devices_enroll_are_born_and_their_messages_are_stored_once(
             asyncio.run(run())
         with hub.uow_factory() as uow:
             events = uow.events.select(limit=10_000)
-        assert {event.device_id for event in events} == set(codes)
+        assert {event.device_id for event in events} == codes
         assert {"prov.request", "birth", "heartbeat"} <= {event.type for event in events}
         assert len({(event.device_id, event.msg_id) for event in events}) == len(events)
         reasons = _reasons(hub)
@@ -157,20 +165,7 @@ def test_offline_replay_is_stored_in_order_and_hostile_traffic_is_refused_or_ign
     text = HOSTILE_SCENARIO.format(start=at(0), outage=at(4), fault=at(10), hostile=hostile)
     scenario = parse_scenario(text, file="hub-e2e-trouble.yaml")
     clock = ScaledClock.starting_now(start_ms, speed=SPEED)
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        pki_dir=tmp_path / "pki",
-        mqtt_url=broker.url,
-        mqtt_client_id="hub-e2e-trouble",
-    )
-    hub = build_hub(settings, clock=SimulatedClock(clock))
-    codes = {}
-    for spec in scenario.devices():
-        _, code = hub.registry.register_device(
-            spec.device_id, serial=spec.device_id, family=spec.family, model="sim", by="test"
-        )
-        codes[spec.device_id] = code.code
-    built = build(scenario, standalone=False, enrollment_codes=codes)
+    hub, built = _hub_for(tmp_path, broker.url, scenario, clock)
     offline, attacker = (device.device_id for device in built.devices)
     hub.start()
     try:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from device_sim.device.identity import DeviceIdentity
+from dispenser_hub.adapters.clock import ManualClock
 from dispenser_hub.adapters.crypto.fields import FieldCipher, generate_key
 from dispenser_hub.adapters.memory import MemoryStore
 from dispenser_hub.adapters.pki import CertificateAuthority
@@ -30,19 +31,6 @@ T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
 @dataclass
-class ManualClock:
-    """A clock a test sets."""
-
-    at: datetime = T0
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, delta: timedelta) -> None:
-        self.at += delta
-
-
-@dataclass
 class Published:
     """Everything the hub published (a ``DevicePublisher``)."""
 
@@ -56,7 +44,7 @@ class HubUnderTest:
     """Registry, ingest, outbox and presence services over one memory store."""
 
     def __init__(self, tmp_path: Path, *, limits: IngestLimits | None = None) -> None:
-        self.clock = ManualClock()
+        self.clock = ManualClock(T0)
         self.store = MemoryStore()
         self.cipher = FieldCipher.from_settings(f"k1:{generate_key()}", generate_key())
         self.ca = CertificateAuthority.init(tmp_path / "pki", organisation="test", now=T0 - timedelta(days=1))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import StarletteDeprecationWarning
 
+from dispenser_hub.adapters.clock import ManualClock
 from dispenser_hub.adapters.crypto import FieldCipher, generate_key
 from dispenser_hub.adapters.memory import MemoryStore
 from dispenser_hub.domain.alarms import Condition, raise_condition
@@ -42,19 +43,6 @@ TOKENS = {ALICE_TOKEN: "alice", BOB_TOKEN: "bob"}
 NATIONAL_IDS = ("01019000008", "01019000164", "15075200088", "24128300003", "31129900000")
 """Valid numbers (checksums right); none belongs to a real person one could look up here."""
 API = "/api/v1"
-
-
-@dataclass
-class ManualClock:
-    """A clock the test sets."""
-
-    at: datetime = T0
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, delta: timedelta) -> None:
-        self.at += delta
 
 
 @dataclass
@@ -154,7 +142,7 @@ def error_of(response: Response, status: int, field: str | None = None) -> dict[
 
 def make_hub(tokens: dict[str, str] | None = None) -> Iterator[Hub]:
     """Build the API over a fresh store."""
-    clock = ManualClock()
+    clock = ManualClock(T0)
     store = MemoryStore()
     cipher = FieldCipher.from_settings(f"k1:{generate_key()}", generate_key())
     registry = Registry(store, cipher, clock)
