@@ -50,6 +50,14 @@ class ConflictError(Exception):
     """A write that breaks a uniqueness rule (duplicate serial, second active binding...); says which."""
 
 
+class StorageUnavailableError(Exception):
+    """The database cannot be used right now (down, locked past its timeout, connection lost).
+
+    Transient: the caller should keep what it was doing and try again later, never treat the data as bad
+    (ingest leaves the batch unacknowledged so the broker delivers it again).
+    """
+
+
 class NotFoundError(LookupError):
     """An update of a record that does not exist."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -22,12 +23,18 @@ from dispenser_hub.web.context import ApiContext
 from dispenser_hub.web.tokens import operator_tokens
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from dispenser_hub.bootstrap import Hub
     from dispenser_hub.ports import Clock
     from dispenser_hub.settings import Settings
 
 _log = logging.getLogger(__name__)
 START_TIMEOUT_S = 15.0
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def package_version() -> str:
@@ -90,10 +97,15 @@ class HubRuntime:
     def run_forever(self) -> None:
         """Start the hub and serve HTTP in this thread until SIGINT/SIGTERM, then stop everything."""
         self.hub.start()
+        # uvicorn handles SIGINT/SIGTERM itself, shuts down, then raises the signal again with the handler it
+        # found: make that a KeyboardInterrupt for SIGTERM too (the default would kill the process before
+        # the hub commits the batch in hand and disconnects).
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises it after shutting down
+            with contextlib.suppress(KeyboardInterrupt):
                 self.server.run()
         finally:
+            signal.signal(signal.SIGTERM, previous)
             self.hub.stop()
 
     def stop(self) -> None:

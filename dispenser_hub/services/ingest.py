@@ -19,7 +19,9 @@ Per message, in order (ARCHITECTURE.md, the data path):
 Refused messages become dead letters (reason code, detail, field, the first ``dead_letter_max_bytes``
 bytes). A registered device with ``burst_threshold`` dead letters within ``burst_window`` raises a
 security alarm (forged or broken messages in its name). A message that makes the service itself fail is
-dead-lettered as ``E_INTERNAL`` on its own, so one bad message never blocks the rest of its batch.
+dead-lettered as ``E_INTERNAL`` on its own, so one bad message never blocks the rest of its batch. A
+database that cannot be used (``StorageUnavailableError``) is not the message's fault: ``handle`` raises it,
+nothing of the batch is acknowledged, and the broker delivers it again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING
 from dispenser_hub.domain.alarms import Condition, raise_condition, resolve
 from dispenser_hub.domain.model import DeadLetter, DeviceEvent, DeviceStatus, SubjectKind
 from dispenser_hub.domain.presence import alarm_facts, apply_message, is_stale_death
+from dispenser_hub.ports import StorageUnavailableError
 from dispenser_hub.services.downlink import answer, enqueue
 from firmware_protocol import MAX_SKEW_MS, KeyRing, ProtocolError, decode, is_device_id, verify
 from firmware_protocol.messages import Birth, CommandAck, CommandNack, ProvisionRequest, Resync, SetTime
@@ -123,7 +126,9 @@ class IngestService:
             with self._uow_factory() as uow:
                 verdicts = [self._one(uow, message) for message in batch]
                 uow.commit()
-        except Exception:  # noqa: BLE001 - a bug or a database error must not stop ingest (docstring)
+        except StorageUnavailableError:
+            raise  # transient: the batch stays unacknowledged and is delivered again (never dead-lettered)
+        except Exception:  # noqa: BLE001 - a bug must not stop ingest: the message is dead-lettered alone
             if len(batch) == 1:
                 _log.exception("ingest failed on a message on %s; dead-lettered", batch[0].topic)
                 verdicts = [self._internal_error(batch[0])]
@@ -155,9 +160,8 @@ class IngestService:
                 body = received.envelope.body
                 if isinstance(body, ProvisionRequest):
                     verify(received, KeyRing())
-                    if uow.events.exists(received.envelope.device, received.envelope.msg_id):
+                    if not self._store(uow, received, now):
                         return Verdict.DUPLICATE
-                    self._store(uow, received, now)
                     self._provisioning.handle(uow, received, body, now)
                     return Verdict.STORED
                 device = self._device(uow, received.envelope.device)
@@ -167,11 +171,9 @@ class IngestService:
         except _Refused as refused:
             self._dead_letter(uow, message, refused, now)
             return Verdict.REFUSED
-        envelope = received.envelope
-        if uow.events.exists(device.device_id, envelope.msg_id):
+        if not self._store(uow, received, now):
             return Verdict.DUPLICATE
-        self._store(uow, received, now)
-        self._act(uow, device, envelope, now)
+        self._act(uow, device, received.envelope, now)
         return Verdict.STORED
 
     def _device(self, uow: UnitOfWork, device_id: str) -> Device:
@@ -194,9 +196,13 @@ class IngestService:
         self._keys[device.device_id] = (device.public_key, ring)
         return ring
 
-    def _store(self, uow: UnitOfWork, received: Received, now: datetime) -> None:
+    def _store(self, uow: UnitOfWork, received: Received, now: datetime) -> bool:
+        """Store the message as an event; False if (device, msg_id) is already stored (a duplicate).
+
+        ``events.add`` finds the duplicate itself, so no separate ``exists`` query is needed.
+        """
         envelope = received.envelope
-        uow.events.add(
+        stored = uow.events.add(
             DeviceEvent(
                 device_id=envelope.device,
                 msg_id=envelope.msg_id,
@@ -209,6 +215,7 @@ class IngestService:
                 corr_id=envelope.corr_id,
             )
         )
+        return stored is not None
 
     def _act(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
         body = envelope.body
@@ -220,12 +227,12 @@ class IngestService:
         presence = apply_message(before, envelope, now)
         firmware = body.firmware if isinstance(body, Birth) else device.firmware
         uow.devices.update(dataclasses.replace(device, presence=presence, status=status, firmware=firmware))
-        binding = uow.bindings.active_for_device(device.device_id)
-        facts = alarm_facts(
-            envelope,
-            patient_id=binding.patient_id if binding else None,
-            stale_death=is_stale_death(before, envelope),
-        )
+        stale_death = is_stale_death(before, envelope)
+        facts = alarm_facts(envelope, patient_id=None, stale_death=stale_death)
+        if facts.raised:  # the patient only matters for raised alarms: no binding query for the rest
+            binding = uow.bindings.active_for_device(device.device_id)
+            if binding is not None:
+                facts = alarm_facts(envelope, patient_id=binding.patient_id, stale_death=stale_death)
         for condition in facts.raised:
             self._raise(uow, condition, now)
         for kind in facts.cleared:

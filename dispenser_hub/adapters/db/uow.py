@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from dispenser_hub.adapters.db._activity import (
@@ -37,6 +37,7 @@ from dispenser_hub.adapters.db._people import (
     SqlContactRepository,
     SqlPatientRepository,
 )
+from dispenser_hub.ports import StorageUnavailableError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -97,8 +98,17 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Roll back what was not committed and return the connection to the pool."""
+        """Roll back what was not committed and return the connection to the pool.
+
+        A database that cannot be reached (or stayed locked past its timeout) becomes
+        ``StorageUnavailableError``: transient, never the data's fault.
+        """
         self._session.close()
+        if isinstance(exc, OperationalError | InterfaceError):
+            msg = (
+                f"the database is unavailable: {type(exc.orig).__name__ if exc.orig else type(exc).__name__}"
+            )
+            raise StorageUnavailableError(msg) from exc
 
 
 class SqlUnitOfWorkFactory:

@@ -9,6 +9,7 @@ import pytest
 
 from dispenser_hub.domain.model import AlarmStatus, CommandStatus, DeviceStatus
 from dispenser_hub.domain.presence import apply_message
+from dispenser_hub.ports import StorageUnavailableError
 from dispenser_hub.services import ingest as ingest_module
 from dispenser_hub.services.ingest import IngestLimits, Verdict
 from firmware_protocol import DownlinkCheck, KeyRing, decode, verify
@@ -27,6 +28,7 @@ from tests.dispenser_hub.services.support import Device, HubUnderTest, enrolled
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from dispenser_hub.ports import UnitOfWork
     from firmware_protocol import Received
 
 
@@ -302,3 +304,21 @@ def test_a_message_that_breaks_the_service_is_dead_lettered_alone(
     with hub.store() as uow:
         (letter,) = uow.dead_letters.select()
     assert letter.reason == "E_INTERNAL"
+
+
+def test_an_unavailable_database_is_not_the_messages_fault(hub: HubUnderTest) -> None:
+    device = Device.create()
+    enrolled(hub, device)
+    beat = device.message(Heartbeat, hub.clock.now())
+    working = hub.ingest._uow_factory
+
+    def down() -> UnitOfWork:
+        raise StorageUnavailableError("the database is unavailable: OperationalError")
+
+    hub.ingest._uow_factory = down
+    with pytest.raises(StorageUnavailableError):
+        hub.deliver(beat)  # not acknowledged: the broker delivers it again
+    hub.ingest._uow_factory = working
+    assert hub.deliver(beat) == [Verdict.STORED]
+    with hub.store() as uow:
+        assert uow.dead_letters.select() == []
