@@ -273,7 +273,9 @@ class Clock(Protocol):
 class DevicePublisher(Protocol):
     """Publishes signed downlink payloads to devices (the MQTT adapter); QoS 1."""
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None: ...
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Hand the message to the broker connection; ``ConnectionError`` when there is none."""
+        ...
 
 
 class FieldProtector(Protocol):

@@ -10,7 +10,8 @@ Rules:
   Retries back off: 30 s, 1 min, 2 min, ... at most 10 min apart. A command not acknowledged by its
   ``expires`` time is marked expired (the device would refuse it anyway).
 - Provisioning answers (``prov.accepted``/``prov.rejected``) expect no ack: they are finished once handed
-  to the broker (QoS 1), and a device that missed one asks again.
+  to a connected client (QoS 1), and a device that missed one asks again. Nothing is marked sent while
+  the broker is out of reach (``DevicePublisher.publish`` raises ``ConnectionError``).
 - ``cmd.ack``/``cmd.nack`` from the device finish the command they answer (``corr_id``).
 """
 
@@ -146,7 +147,10 @@ class CommandSender:
                         )
                     )
                     continue
-                self._publish(command, now)
+                try:
+                    self._publish(command, now)
+                except ConnectionError:
+                    break  # the broker is out of reach: everything stays due for the next round
                 published += 1
                 attempts = command.attempts + 1
                 finished = command.type in UNACKED_TYPES

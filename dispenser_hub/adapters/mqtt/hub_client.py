@@ -13,7 +13,8 @@ Rules:
   no more than its in-flight window meanwhile.
 - Acknowledgements for messages received on an earlier connection are dropped: the broker redelivers
   those after the reconnect (and ingest recognises them as duplicates).
-- ``publish`` (QoS 1) is the ``DevicePublisher`` the outbox uses; paho queues while disconnected.
+- ``publish`` (QoS 1) is the ``DevicePublisher`` the outbox uses; it refuses while disconnected, so the
+  outbox keeps the command and sends it after the reconnect.
 
 Brokers limit unacknowledged messages per client (Mosquitto ``max_inflight_messages``, default 20):
 with manual acknowledgement this window bounds ingest throughput, so production configs raise it
@@ -109,9 +110,15 @@ class HubMqttClient:
         self._client.loop_stop()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        """Publish QoS 1 (queued by paho while disconnected)."""
+        """Publish QoS 1; ``ConnectionError`` while disconnected, so the outbox keeps the command for later.
+
+        (paho would queue it in memory, where a crash loses it; the outbox row is the durable copy.)
+        """
+        if not self.subscribed.is_set():
+            msg = f"not connected to {self.address.url}"
+            raise ConnectionError(msg)
         info = self._client.publish(topic, payload, qos=1, retain=retain)
-        if info.rc not in {MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN}:
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             msg = f"publish to {topic} failed: {info.rc}"
             raise ConnectionError(msg)
 

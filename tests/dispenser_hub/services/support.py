@@ -35,8 +35,12 @@ class Published:
     """Everything the hub published (a ``DevicePublisher``)."""
 
     messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    connected: bool = True
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        if not self.connected:
+            msg = "not connected"
+            raise ConnectionError(msg)
         self.messages.append((topic, payload, retain))
 
 

@@ -322,3 +322,16 @@ def test_an_unavailable_database_is_not_the_messages_fault(hub: HubUnderTest) ->
     assert hub.deliver(beat) == [Verdict.STORED]
     with hub.store() as uow:
         assert uow.dead_letters.select() == []
+
+
+def test_nothing_is_marked_sent_while_the_broker_is_out_of_reach(hub: HubUnderTest) -> None:
+    device = Device.create()
+    _, code = hub.registry.register_device(
+        device.device_id, serial=device.identity.serial, family=device.identity.family, model="RM3", by="op"
+    )
+    hub.deliver(device.enrollment(code.code, hub.clock.now()))
+    hub.published.connected = False
+    assert hub.commands.send_due() == 0
+    hub.published.connected = True
+    assert hub.commands.send_due() == 1  # the enrollment answer, kept for when the broker is back
+    assert [r.envelope.type for r in _published(hub)] == ["prov.accepted"]
