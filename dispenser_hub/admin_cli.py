@@ -17,6 +17,14 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dispenser_hub.adapters.pki import CertificateAuthority
+from dispenser_hub.adapters.pki.service_certs import (
+    DEFAULT_VALID_DAYS,
+    KEY_TYPES,
+    SERVICE_NAMES,
+    issue_service_credential,
+    write_service_credential,
+)
 from dispenser_hub.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -109,8 +117,6 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _pki_init(args: argparse.Namespace) -> int:
-    from dispenser_hub.adapters.pki import CertificateAuthority  # noqa: PLC0415
-
     settings = _settings(args)
     ca = CertificateAuthority.init(settings.pki_dir, organisation=args.organisation, now=datetime.now(UTC))
     _print(
@@ -122,6 +128,96 @@ def _pki_init(args: argparse.Namespace) -> int:
         },
         f"PKI created in {settings.pki_dir}\n  CA certificate (broker cafile): {ca.ca_certificate_file}\n"
         f"  hub signing key id: {ca.hub_kid}\nBack up this folder; the keys cannot be recovered.",
+    )
+    return 0
+
+
+def _pki_issue_service(args: argparse.Namespace) -> int:
+    ca = CertificateAuthority.load(_settings(args).pki_dir)
+    credential = issue_service_credential(
+        ca,
+        args.name,
+        now=datetime.now(UTC),
+        dns_names=args.dns,
+        ip_addresses=args.ip,
+        key_type=args.key_type,
+        valid_days=args.days,
+    )
+    try:
+        files = write_service_credential(credential, args.out, ca_certificate_pem=ca.ca_certificate_pem)
+    except OSError as exc:
+        raise ValueError(f"cannot write into '{args.out}': {exc.strerror}") from None
+    _print(
+        args,
+        {
+            "name": credential.name,
+            "certificate": str(files.certificate),
+            "key": str(files.key),
+            "ca_certificate": str(files.ca_certificate),
+            "serial": str(credential.serial),
+            "not_after": credential.not_after,
+            "key_type": credential.key_type,
+        },
+        f"{credential.name} ({credential.key_type}) valid until {credential.not_after:%Y-%m-%d} UTC\n"
+        f"  certificate: {files.certificate}\n"
+        f"  key:         {files.key}  (mode 0600: for its service only)\n"
+        f"  CA:          {files.ca_certificate}\n"
+        f"  serial:      {credential.serial}",
+    )
+    return 0
+
+
+def _retired_certificates(storage: Storage) -> list[tuple[int, datetime]]:
+    """(serial, retirement time) of every retired device that was enrolled, i.e. has a certificate."""
+    from dispenser_hub.domain.model import DeviceStatus  # noqa: PLC0415 - the domain only when used
+
+    revoked: list[tuple[int, datetime]] = []
+    offset, page = 0, 500
+    with storage.uow_factory() as uow:
+        while batch := uow.devices.select(status=DeviceStatus.RETIRED, offset=offset, limit=page):
+            offset += len(batch)
+            revoked += [
+                (device.certificate_serial, device.retired_at or datetime.now(UTC))
+                for device in batch
+                if device.certificate_serial is not None
+            ]
+    return revoked
+
+
+def _replace_file(path: Path, text: str, mode: int) -> None:
+    """Write ``text`` beside ``path`` and rename it over ``path``: a reader never sees half a file."""
+    import os  # noqa: PLC0415 - as the other commands: what a command needs is imported when it runs
+    import tempfile  # noqa: PLC0415 - the same
+
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ValueError(f"cannot write '{path}': {exc.strerror}") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(temporary).chmod(mode)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _pki_crl(args: argparse.Namespace) -> int:
+    from cryptography import x509  # noqa: PLC0415 - as the other commands: imported when it runs
+
+    ca = CertificateAuthority.load(_settings(args).pki_dir)
+    revoked = _retired_certificates(_storage(args))
+    crl = ca.crl(revoked, now=datetime.now(UTC), next_update_days=args.days)
+    _replace_file(args.out, crl, 0o644)
+    next_update = x509.load_pem_x509_crl(crl.encode("ascii")).next_update_utc
+    _print(
+        args,
+        {"crl": str(args.out), "revoked": len(revoked), "next_update": next_update},
+        f"CRL of {len(revoked)} retired device certificate(s) written to {args.out}\n"
+        f"  valid until {next_update:%Y-%m-%d %H:%M} UTC: write a new one before then, and reload Mosquitto",
     )
     return 0
 
@@ -257,17 +353,54 @@ def _command(
     return parser
 
 
+def _add_pki_commands(subparsers: Subparsers) -> None:
+    pki = subparsers.add_parser(
+        "pki", help="the hub's device CA and the certificates it issues"
+    ).add_subparsers(metavar="ACTION", required=True)
+    init = _command(pki, "init", _pki_init, "create the CA and the hub signing key in DISPENSER_PKI_DIR")
+    init.add_argument("--organisation", default="dispenser-hub", help="CA organisation name")
+    service = _command(
+        pki,
+        "issue-service",
+        _pki_issue_service,
+        "issue a certificate and key for the broker, the hub, the claim credential or the inspector",
+    )
+    service.add_argument("--name", required=True, choices=SERVICE_NAMES, help="which service")
+    service.add_argument(
+        "--out", required=True, type=Path, help="directory for NAME.pem, NAME.key and ca.pem"
+    )
+    service.add_argument(
+        "--dns",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="broker only: a DNS name clients use (repeat)",
+    )
+    service.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="broker only: an IP address clients use (repeat)",
+    )
+    service.add_argument("--key-type", choices=KEY_TYPES, default="ed25519", help="default: %(default)s")
+    service.add_argument(
+        "--days", type=int, default=DEFAULT_VALID_DAYS, help="validity (default: %(default)s)"
+    )
+    crl = _command(
+        pki, "crl", _pki_crl, "write the CRL of retired devices' certificates (Mosquitto's crlfile)"
+    )
+    crl.add_argument("--out", required=True, type=Path, help="the CRL file (replaced atomically)")
+    crl.add_argument("--days", type=int, default=7, help="days until its next update (default: %(default)s)")
+
+
 def add_admin_commands(subparsers: Subparsers) -> None:
     """Register serve, migrate, pki, secrets, team, patient, device, bind and unbind."""
     _command(subparsers, "serve", _serve, "run the hub: MQTT ingest, timers and the HTTP API (/api/v1)")
     migrate = _command(subparsers, "migrate", _migrate, "upgrade the database schema (Alembic)")
     migrate.add_argument("--revision", default="head", help="target revision (default: %(default)s)")
 
-    pki = subparsers.add_parser("pki", help="the hub's device CA and signing key").add_subparsers(
-        metavar="ACTION", required=True
-    )
-    init = _command(pki, "init", _pki_init, "create the CA and the hub signing key in DISPENSER_PKI_DIR")
-    init.add_argument("--organisation", default="dispenser-hub", help="CA organisation name")
+    _add_pki_commands(subparsers)
 
     secrets_cmd = subparsers.add_parser("secrets", help="generate secrets").add_subparsers(
         metavar="ACTION", required=True

@@ -9,7 +9,13 @@
   digitalSignature`` (both critical: the key signs TLS handshakes and envelopes, nothing else);
   ``ExtendedKeyUsage clientAuth`` (it may not serve as a TLS server); subject and authority key
   identifiers; a random 159-bit serial (``x509.random_serial_number``), unguessable and practically unique.
-* Both start ``BACKDATE`` before the moment of issue, so that a broker whose clock runs a little behind the
+* Service certificate (``build_service_certificate``; which services exist is decided in ``service_certs``):
+  subject ``CN=<name>``; ``BasicConstraints ca=False`` and ``KeyUsage digitalSignature`` (both critical);
+  ``ExtendedKeyUsage serverAuth`` for the broker, whose DNS names and IP addresses are its subject
+  alternative names (what TLS clients check the host name against), else ``clientAuth`` and no alternative
+  names (its CN is the MQTT user name the broker's ACL checks); subject and authority key identifiers; a
+  random serial. Its key is Ed25519 or ECDSA P-256 (the device CA still signs with Ed25519).
+* All start ``BACKDATE`` before the moment of issue, so that a broker whose clock runs a little behind the
   hub's accepts a certificate issued a moment ago.
 """
 
@@ -28,8 +34,11 @@ from dispenser_hub.adapters.pki.errors import CaInvalidError
 from firmware_protocol.signing import raw_public_key
 
 if TYPE_CHECKING:
+    import ipaddress
+    from collections.abc import Sequence
     from pathlib import Path
 
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 BACKDATE = dt.timedelta(minutes=5)
@@ -109,6 +118,49 @@ def build_device_certificate(
         .add_extension(authority_key_identifier(ca_key), critical=False)
         .sign(ca_key, None)
     )
+
+
+def build_service_certificate(
+    ca_key: Ed25519PrivateKey,
+    ca: x509.Certificate,
+    service_key: Ed25519PublicKey | EllipticCurvePublicKey,
+    *,
+    common_name: str,
+    server_names: Sequence[str | ipaddress.IPv4Address | ipaddress.IPv6Address] | None,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.Certificate:
+    """A service's TLS certificate from the CA: a server's if ``server_names`` is given, else a client's.
+
+    ``server_names`` are the DNS names (``str``) and IP addresses the server is reached at; at least one.
+    """
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.subject)
+        .public_key(service_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(digital_signature=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(service_key), critical=False)
+        .add_extension(authority_key_identifier(ca_key), critical=False)
+    )
+    if server_names is None:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    else:
+        if not server_names:
+            raise ValueError("a server certificate needs at least one DNS name or IP address")
+        alternative_names: list[x509.GeneralName] = [
+            x509.DNSName(name) if isinstance(name, str) else x509.IPAddress(name) for name in server_names
+        ]
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        ).add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
+    return builder.sign(ca_key, None)
 
 
 def authority_key_identifier(ca_key: Ed25519PrivateKey) -> x509.AuthorityKeyIdentifier:

@@ -21,9 +21,14 @@ Rules:
   ssh does), a missing or wrong passphrase, and a certificate that is not a CA certificate for ``ca.key``.
 * Time: the CA reads no clock. Every datetime argument must be timezone-aware (a naive one is a
   ``ValueError``) and is converted to UTC; X.509 keeps whole seconds, so fractions are dropped.
-* A device certificate never outlives the CA that issued it (its end is cut to the CA's), and nothing is
+* A certificate never outlives the CA that issued it (its end is cut to the CA's), and nothing is
   issued while the CA is not valid. What a CSR must satisfy is in ``_csr``; what a certificate says, in
   ``_certificates``.
+* Besides devices, the CA certifies the services around them (``issue_service_certificate``, used by
+  ``service_certs``): the broker (a TLS server certificate) and the fixed client identities the broker's
+  ACL knows by name (``service_certs.CLIENT_IDENTITIES``: the hub, the shared claim credential, the
+  inspector). A device id equal to one of those names is refused: its certificate would carry that
+  identity's rights at the broker.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from dispenser_hub.adapters.pki._certificates import (
     authority_key_identifier,
     build_ca_certificate,
     build_device_certificate,
+    build_service_certificate,
     load_ca_certificate,
     pem,
 )
@@ -59,8 +65,11 @@ from firmware_protocol.ids import is_device_id
 from firmware_protocol.signing import Signer, b64url, kid_of, raw_public_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    import ipaddress
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 CA_KEY_FILE = "ca.key"
 CA_CERTIFICATE_FILE = "ca.pem"
@@ -69,6 +78,8 @@ CA_FILES = (CA_KEY_FILE, CA_CERTIFICATE_FILE, HUB_SIGNING_KEY_FILE)
 """Every file of a CA directory; ``init`` writes them all, ``load`` needs them all."""
 DEFAULT_CA_NAME = "dispenser-hub device CA"
 DIRECTORY_MODE = 0o700
+RESERVED_COMMON_NAMES = frozenset({"dispenser-hub", "claim", "inspector"})
+"""The broker's ACL gives these user names (certificate CNs) their own rights: never a device's id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,23 +241,19 @@ class CertificateAuthority:
         """
         if not is_device_id(device_id):
             raise ValueError(f"{device_id!r} is not a valid device id")
-        moment = _utc(now, "now")
-        lifetime = _positive_days(valid_days, "valid_days")
-        ca_start = self._ca_certificate.not_valid_before_utc
-        ca_end = self._ca_certificate.not_valid_after_utc
-        if not ca_start <= moment < ca_end:
-            raise CaInvalidError(
-                f"the device CA is valid from {ca_start:%Y-%m-%d %H:%M} to {ca_end:%Y-%m-%d %H:%M} UTC, "
-                f"not at {moment:%Y-%m-%d %H:%M} UTC: check the clock, or plan a new CA"
+        if device_id in RESERVED_COMMON_NAMES:
+            raise ValueError(
+                f"{device_id!r} is the name of a service identity at the broker; a device may not have it"
             )
+        not_before, not_after = self._validity(now, valid_days)
         device_key = checked_csr_key(csr_pem, device_id)
         certificate = build_device_certificate(
             self._ca_key,
             self._ca_certificate,
             device_key,
             device_id=device_id,
-            not_before=max(moment - BACKDATE, ca_start),
-            not_after=min(moment + lifetime, ca_end),
+            not_before=not_before,
+            not_after=not_after,
         )
         return IssuedCertificate(
             device_id=device_id,
@@ -258,6 +265,46 @@ class CertificateAuthority:
             device_key=device_key,
             device_kid=kid_of(device_key),
         )
+
+    def issue_service_certificate(
+        self,
+        public_key: Ed25519PublicKey | EllipticCurvePublicKey,
+        *,
+        common_name: str,
+        server_names: Sequence[str | ipaddress.IPv4Address | ipaddress.IPv6Address] | None = None,
+        now: dt.datetime,
+        valid_days: int = 825,
+    ) -> x509.Certificate:
+        """Certify ``public_key`` as a service: a TLS server at ``server_names`` if given, else a TLS client.
+
+        Prefer ``service_certs.issue_service_credential``, which knows the services and makes their keys.
+        ``CaInvalidError`` if the CA is not valid at ``now``.
+        """
+        if not common_name.strip():
+            raise ValueError("a service certificate needs a common name")
+        not_before, not_after = self._validity(now, valid_days)
+        return build_service_certificate(
+            self._ca_key,
+            self._ca_certificate,
+            public_key,
+            common_name=common_name,
+            server_names=server_names,
+            not_before=not_before,
+            not_after=not_after,
+        )
+
+    def _validity(self, now: dt.datetime, valid_days: int) -> tuple[dt.datetime, dt.datetime]:
+        """Start and end of a certificate issued at ``now`` for ``valid_days``, within the CA's validity."""
+        moment = _utc(now, "now")
+        lifetime = _positive_days(valid_days, "valid_days")
+        ca_start = self._ca_certificate.not_valid_before_utc
+        ca_end = self._ca_certificate.not_valid_after_utc
+        if not ca_start <= moment < ca_end:
+            raise CaInvalidError(
+                f"the device CA is valid from {ca_start:%Y-%m-%d %H:%M} to {ca_end:%Y-%m-%d %H:%M} UTC, "
+                f"not at {moment:%Y-%m-%d %H:%M} UTC: check the clock, or plan a new CA"
+            )
+        return max(moment - BACKDATE, ca_start), min(moment + lifetime, ca_end)
 
     def verify_issued(self, cert_pem: str) -> bool:
         """Whether ``cert_pem`` is a certificate this CA signed (issuer name and signature).
