@@ -53,6 +53,11 @@ class Conflict(RegistryError):  # noqa: N818 - reads as the answer
     """The request clashes with existing records (duplicate, already bound, wrong state)."""
 
 
+def _require_text(value: str, field: str, what: str) -> None:
+    if not value.strip():
+        raise RegistryError(f"{field} must not be empty: {what}", field=field)
+
+
 @dataclass(frozen=True, slots=True)
 class NewCode:
     """An enrollment code as shown once to the operator (only its hash is stored)."""
@@ -183,8 +188,7 @@ class Registry:
 
     def retire_device(self, device_id: str, *, by: str, reason: str) -> Device:
         """Take a device out of service: its key is revoked (messages refused) and its binding ended."""
-        if not reason.strip():
-            raise RegistryError("say why the device is retired", field="reason")
+        _require_text(reason, "reason", "say why the device is retired")
         now = self._now()
         with self._uow_factory() as uow:
             device = self._device(uow, device_id)
@@ -193,6 +197,8 @@ class Registry:
             binding = uow.bindings.active_for_device(device_id)
             if binding is not None:
                 uow.bindings.update(unbind(binding, by=by, reason="device retired", now=now))
+                subject = f"device:{device_id}"
+                uow.audit.add(AuditEntry(now, by, "binding.end", subject, f"patient {binding.patient_id}"))
             retired = uow.devices.update(
                 dataclasses.replace(device, status=DeviceStatus.RETIRED, retired_at=now)
             )
@@ -211,6 +217,7 @@ class Registry:
 
     def bind(self, device_id: str, patient_id: int, *, by: str, reason: str) -> Binding:
         """Bind a device to a patient (each must be free)."""
+        _require_text(reason, "reason", "say why (e.g. 'new dispenser installed')")
         now = self._now()
         with self._uow_factory() as uow:
             device = self._device(uow, device_id)
@@ -238,6 +245,7 @@ class Registry:
 
     def unbind(self, device_id: str, *, by: str, reason: str) -> Binding:
         """End the device's active binding."""
+        _require_text(reason, "reason", "say why (e.g. 'patient moved to a nursing home')")
         now = self._now()
         with self._uow_factory() as uow:
             self._device(uow, device_id)
@@ -260,6 +268,7 @@ class Registry:
 
     def resolve_alarm(self, alarm_id: int, *, by: str, resolution: str) -> Alarm:
         """An operator closes the alarm."""
+        _require_text(resolution, "resolution", "say how the alarm was resolved")
         return self._alarm_transition(alarm_id, by, "alarm.resolve", resolution, acknowledge=False)
 
     def _alarm_transition(
