@@ -35,6 +35,8 @@ if TYPE_CHECKING:
         EnrollmentCode,
         Patient,
     )
+    from dispenser_hub.domain.pouches import RollManifest
+    from dispenser_hub.domain.rolls import RollLoad
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,56 @@ class AlarmRepository(Protocol):
     def history(self, alarm_id: int) -> list[AlarmLogEntry]: ...
 
 
+class RollRepository(Protocol):
+    """Pharmacy roll manifests, roll loads (rolls accepted in dispensers) and the pouches dispensed.
+
+    A manifest is stored once per roll id: adding the same content again (same ``content_digest``) is a
+    no-op, other content under a known roll id is a ``ConflictError``. The patient's national id in a
+    manifest is encrypted at rest like the patient's own.
+    """
+
+    def add_manifest(self, manifest: RollManifest, *, imported_at: datetime, imported_by: str) -> bool:
+        """Store a manifest; False if this exact manifest was already stored (see the class rules)."""
+        ...
+
+    def manifest(self, roll_id: str) -> RollManifest | None: ...
+    def manifests_for_patient(self, national_id: str, *, limit: int = 100) -> list[RollManifest]:
+        """The patient's manifests, by first intake (latest last)."""
+        ...
+
+    def add_load(self, load: RollLoad) -> RollLoad:
+        """Store a new active load; ``ConflictError`` if the device or the roll already has an active one."""
+        ...
+
+    def update_load(self, load: RollLoad) -> RollLoad:
+        """Replace a stored load (by ``id``), e.g. to end it."""
+        ...
+
+    def active_load_for_device(self, device_id: str) -> RollLoad | None: ...
+    def active_load_of_roll(self, roll_id: str) -> RollLoad | None: ...
+    def latest_load_for_patient(self, patient_id: int) -> RollLoad | None:
+        """The patient's most recently accepted load, active or ended."""
+        ...
+
+    def loads(
+        self, *, device_id: str | None = None, patient_id: int | None = None, roll_id: str | None = None
+    ) -> list[RollLoad]:
+        """Loads matching every filter given, oldest first."""
+        ...
+
+    def was_withdrawn(self, roll_id: str) -> bool:
+        """Whether a load of this roll ended because of a plan change (it may never be used again)."""
+        ...
+
+    def mark_dispensed(self, roll_id: str, pouch_id: str, *, device_id: str, at: datetime) -> bool:
+        """Record a pouch as dispensed; False if it already was (each pouch is dispensed once)."""
+        ...
+
+    def dispensed(self, roll_id: str) -> frozenset[str]:
+        """The pouch ids of the roll dispensed so far."""
+        ...
+
+
 class AuditRepository(Protocol):
     """Who did what to which record, append-only."""
 
@@ -241,6 +293,7 @@ class UnitOfWork(Protocol):
     dead_letters: DeadLetterRepository
     commands: CommandRepository
     alarms: AlarmRepository
+    rolls: RollRepository
     audit: AuditRepository
 
     def commit(self) -> None: ...

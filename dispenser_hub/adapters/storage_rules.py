@@ -13,7 +13,8 @@ The contract test suite runs one set of tests over every implementation of the r
   does not change the stored event, and a body that is not JSON fails before it is stored.
 * **Pages.** ``offset`` and ``limit`` must not be negative (SQLite would read a negative limit as "no limit").
 * **Derived unique keys.** An open alarm holds its dedup key in ``open_key``, an active binding its device and
-  patient in ``active_device_id``/``active_patient_id``; closed ones hold ``None``, which never collides.
+  patient in ``active_device_id``/``active_patient_id``, an active roll load its device and roll in
+  ``active_device_id``/``active_roll_id``; closed ones hold ``None``, which never collides.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
     from dispenser_hub.domain.model import Alarm, Binding
+    from dispenser_hub.domain.rolls import RollLoad
 
 R = TypeVar("R", bound="DataclassInstance")
 
@@ -79,6 +81,26 @@ def alarm_already_open(dedup_key: str) -> str:
     return f"an open alarm with key {dedup_key} already exists"
 
 
+def manifest_conflict(roll_id: str) -> str:
+    """A roll id has one manifest: other content under a known roll id (the message names no patient)."""
+    return f"roll {roll_id} already has a different manifest"
+
+
+def device_has_active_roll(device_id: str) -> str:
+    """One active roll load per device."""
+    return f"device {device_id} already has an active roll"
+
+
+def roll_already_active(roll_id: str) -> str:
+    """One active load per roll."""
+    return f"roll {roll_id} is already active in a dispenser"
+
+
+def missing_pouch(roll_id: str, pouch_id: str) -> str:
+    """The message of ``NotFoundError`` for a pouch its roll's manifest does not list."""
+    return f"pouch {pouch_id} is not on the manifest of roll {roll_id}"
+
+
 def missing(what: str, key: object) -> str:
     """The message of ``NotFoundError``: ``"device RM3-000017 does not exist"``."""
     return f"{what} {key} does not exist"
@@ -105,6 +127,16 @@ def binding_active_device(binding: Binding) -> str | None:
 def binding_active_patient(binding: Binding) -> int | None:
     """The bound patient while the binding is active, else ``None`` (unique among active bindings)."""
     return binding.patient_id if binding.active else None
+
+
+def load_active_device(load: RollLoad) -> str | None:
+    """The load's device while the load is active, else ``None`` (unique among active loads)."""
+    return load.device_id if load.active else None
+
+
+def load_active_roll(load: RollLoad) -> str | None:
+    """The load's roll while the load is active, else ``None`` (unique among active loads)."""
+    return load.roll_id if load.active else None
 
 
 # -- values ----------------------------------------------------------------------------------------------

@@ -136,6 +136,8 @@ class RollLoad:
     ended_at: datetime | None = None
     end_reason: str | None = None
     """A ``RollEndReason`` value, or another recorded reason."""
+    id: int | None = None
+    """Storage id (``None`` until stored)."""
 
     def __post_init__(self) -> None:
         """Aware times in order; ``ended_at`` and ``end_reason`` go together."""

@@ -11,8 +11,9 @@ keys, so a test can look at raw rows and see ciphertext. ``BACKENDS`` are the py
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,6 +32,8 @@ from dispenser_hub.domain.model import (
     Responsibility,
     SubjectKind,
 )
+from dispenser_hub.domain.pouches import DrugLine, Pouch, RollManifest
+from dispenser_hub.domain.rolls import RollLoad, start_load
 from firmware_protocol.messages import Family
 
 if TYPE_CHECKING:
@@ -43,6 +46,9 @@ if TYPE_CHECKING:
 
 T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 """08:00 in Oslo on a Monday in November: the tests' "now"."""
+
+NATIONAL_IDS = ("01819010001", "05928510052", "12899010041")
+"""Valid synthetic national id numbers (Skatteetaten's test series: never a real person)."""
 
 SQL_BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -174,3 +180,40 @@ def alarm(subject_id: str = "RM3-000017", kind: str = "fault.jam", **changes: An
         "device_id": subject_id,
     }
     return Alarm(kind=kind, subject_id=subject_id, **(values | changes))
+
+
+def roll_manifest(
+    roll_id: str = "R-4711",
+    *,
+    national_id: str = NATIONAL_IDS[0],
+    first_intake: datetime = T0 + timedelta(hours=1),
+    pouches: int = 4,
+    spacing: timedelta = timedelta(hours=12),
+    **changes: Any,
+) -> RollManifest:
+    """A manifest of ``pouches`` pouches ``spacing`` apart, each with a fixed and an as-needed drug line."""
+    made = tuple(
+        Pouch(
+            f"{roll_id}-P{number:03d}",
+            first_intake + number * spacing,
+            (
+                DrugLine("Paracetamol", "500 mg", Decimal("1.0")),
+                DrugLine("Furosemid", "40 mg", Decimal("0.5"), as_needed=number % 2 == 1),
+            ),
+        )
+        for number in range(pouches)
+    )
+    values: dict[str, Any] = {
+        "printed_patient_ref": "PX-0001",
+        "pharmacy": "Apotek 1 Bergen",
+        "packed_at": T0 - timedelta(days=2),
+        "pouches": made,
+    }
+    return RollManifest(roll_id=roll_id, patient_national_id=national_id, **(values | changes))
+
+
+def roll_load(
+    manifest: RollManifest, device_id: str, patient_id: int, *, at: datetime = T0, **changes: Any
+) -> RollLoad:
+    """The active load of ``manifest``'s roll accepted in ``device_id`` at ``at`` (``start_load``)."""
+    return replace(start_load(manifest, device_id=device_id, patient_id=patient_id, now=at), **changes)

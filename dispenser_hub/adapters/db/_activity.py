@@ -1,15 +1,18 @@
 """SQL repositories of device traffic: accepted events, dead letters, the downlink command outbox.
 
-Rules: an event is stored once per (device_id, msg_id): a duplicate is found by the check before the insert,
-and a racing duplicate by ``INSERT ... ON CONFLICT DO NOTHING`` (both ``None``, the transaction unharmed).
+Rules: an event is stored once per (device_id, msg_id): ``INSERT ... ON CONFLICT DO NOTHING`` finds a
+duplicate, stored earlier or by a racing transaction, in the same statement (``None``, the transaction
+unharmed; no SELECT before the insert).
 "Newest first" is by storage id, except dead letters (by ``received_at``, ties by id), as in
 ``adapters.memory``.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, func, select
 
@@ -19,6 +22,7 @@ from dispenser_hub.adapters.db.tables import (
     CommandRow,
     DeadLetterRow,
     DeviceEventRow,
+    metadata,
 )
 from dispenser_hub.domain.model import (
     Command,
@@ -33,6 +37,30 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 _DUE_STATUSES = (CommandStatus.PENDING.value, CommandStatus.SENT.value)
+_EVENT_COLUMNS = (
+    "device_id",
+    "msg_id",
+    "type",
+    "boot_id",
+    "seq",
+    "device_ts",
+    "received_at",
+    "body",
+    "corr_id",
+)
+
+
+@cache
+def _insert_event(dialect_name: str) -> Any:  # noqa: ANN401 - a dialect's Insert; built once, run per event
+    """``INSERT ... ON CONFLICT (device_id, msg_id) DO NOTHING RETURNING id`` with bind parameters."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    table = metadata.tables[DeviceEventRow.__tablename__]
+    return (
+        dialect.insert(table)
+        .values({name: sa.bindparam(name, type_=table.c[name].type) for name in _EVENT_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["device_id", "msg_id"])
+        .returning(table.c.id)
+    )
 
 
 class SqlEventRepository(SqlRepository):
@@ -43,26 +71,9 @@ class SqlEventRepository(SqlRepository):
         event = rules.normalise(event)
         if not self._device_exists(event.device_id):
             raise NotFoundError(rules.missing("device", event.device_id))
-        if self.exists(event.device_id, event.msg_id):
-            return None
-        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(DeviceEventRow)
-            .values(
-                device_id=event.device_id,
-                msg_id=event.msg_id,
-                type=event.type,
-                boot_id=event.boot_id,
-                seq=event.seq,
-                device_ts=event.device_ts,
-                received_at=event.received_at,
-                body=event.body,
-                corr_id=event.corr_id,
-            )
-            .on_conflict_do_nothing(index_elements=["device_id", "msg_id"])
-            .returning(col(DeviceEventRow.id))
-        )
-        new_id = self._session.exec(statement).scalar_one_or_none()
+        statement = _insert_event(self._session.get_bind().dialect.name)
+        values = {name: getattr(event, name) for name in _EVENT_COLUMNS}
+        new_id = self._session.exec(statement, params=values).scalar_one_or_none()
         return None if new_id is None else rules.with_id(event, new_id)
 
     def exists(self, device_id: str, msg_id: str) -> bool:

@@ -6,6 +6,13 @@ conflict raises ``ConflictError``/``NotFoundError`` with a precise message and l
 ``IntegrityError`` is then mapped to the same error by constraint name (PostgreSQL reports the name; SQLite
 reports the columns, which ``metadata`` maps back to the name). After such a race the transaction is aborted
 and the unit of work must be rolled back (leaving its ``with`` block does that).
+
+Device rows are looked up by protocol id many times per ingested message (the message's device, the event's
+reference, the presence update). A row this session already loaded is not selected again: a new SELECT would
+return the same identity-mapped object anyway (the ORM does not overwrite attributes of a loaded row), so
+the per-session map ``device_id -> row`` (kept in ``Session.info`` for the unit of work's short life) changes
+no result, only the number of queries. A row that stopped being persistent in the session (its insert was
+rolled back, the session closed) is looked up again.
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from sqlmodel import Session
+    from sqlmodel.sql.expression import SelectOfScalar
 
     from dispenser_hub.ports import FieldProtector
 
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>[\w., ]+)")
 _PG_UNIQUE_VIOLATION = "23505"
 _PG_FOREIGN_KEY_VIOLATION = "23503"
+_DEVICE_ROWS = "dispenser_hub.device_rows"
 
 
 class SqlRepository:
@@ -51,11 +60,27 @@ class SqlRepository:
             raise integrity_error(exc, messages) from exc
 
     def _device_exists(self, device_id: str) -> bool:
-        statement = select(col(DeviceRow.id)).where(col(DeviceRow.device_id) == device_id)
-        return self._session.exec(statement).first() is not None
+        return self._device_row(device_id) is not None
+
+    def _device_row(self, device_id: str) -> DeviceRow | None:
+        """The device's row, selected once per session (see the module docstring)."""
+        rows: dict[str, DeviceRow] = self._session.info.setdefault(_DEVICE_ROWS, {})
+        row = rows.get(device_id)
+        if row is not None and sa.inspect(row).persistent:
+            return row
+        row = self._session.exec(_select_device(), params={"device_id": device_id}).first()
+        if row is not None:
+            rows[device_id] = row
+        return row
 
     def _patient_exists(self, patient_id: int) -> bool:
         return self._session.get(PatientRow, patient_id) is not None
+
+
+@cache
+def _select_device() -> SelectOfScalar[DeviceRow]:
+    """The device row by protocol id (bind parameter ``device_id``), built once."""
+    return select(DeviceRow).where(col(DeviceRow.device_id) == sa.bindparam("device_id"))
 
 
 def stored_id(row_id: int | None) -> int:

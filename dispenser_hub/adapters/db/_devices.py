@@ -51,8 +51,11 @@ class SqlDeviceRepository(SqlRepository):
         row = self._row(device.device_id)
         if row is None:
             raise NotFoundError(rules.missing("device", device.device_id))
-        self._check_serial(device)
-        row.sqlmodel_update(_device_values(device))
+        if device.serial != row.serial:  # an unchanged serial is this row's own: nothing to check
+            self._check_serial(device)
+        for name, value in _device_values(device).items():
+            if getattr(row, name) != value:  # only what changed (the UPDATE holds only those anyway)
+                setattr(row, name, value)
         self._flush(self._messages(device))
         return device
 
@@ -80,7 +83,7 @@ class SqlDeviceRepository(SqlRepository):
         return [_device(row) for row in self._session.exec(statement)]
 
     def _row(self, device_id: str) -> DeviceRow | None:
-        return self._session.exec(select(DeviceRow).where(col(DeviceRow.device_id) == device_id)).first()
+        return self._device_row(device_id)
 
     def _check_serial(self, device: Device) -> None:
         other = self.get_by_serial(device.serial)

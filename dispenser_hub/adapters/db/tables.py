@@ -11,6 +11,8 @@ Rules, and why:
   SQLite nor PostgreSQL, so no partial index (whose syntax differs) is needed.
 * **Patient identifiers are ciphertext** (``*_enc`` columns, ``FieldProtector`` tokens); ``national_id_hash``
   is the keyed lookup hash that makes ``find_by_national_id`` and its uniqueness work without decrypting.
+* **Rolls** (manifests with their pouches as JSON, roll loads, dispensed pouches) are in ``_roll_tables``,
+  re-exported here, with their own rules.
 * **Enums are stored as their string values** (no database enum types: adding a value needs no migration).
 * **Named constraints** (``NAMING_CONVENTION``): the migrations and the error mapping in ``_base`` refer to
   constraints by name, the same on every database.
@@ -19,65 +21,43 @@ Rules, and why:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime  # noqa: TC003 - SQLModel reads the annotations at runtime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import registry
-from sqlmodel import Field, SQLModel
-from typing_extensions import override
+from sqlmodel import Field
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from dispenser_hub.adapters.db._columns import (
+    NAMING_CONVENTION,
+    TableBase,
+    UtcDateTime,
+    metadata,
+    optional_time_field,
+    time_field,
+)
+from dispenser_hub.adapters.db._roll_tables import DispensedPouchRow, RollLoadRow, RollManifestRow
 
-
-class UtcDateTime(sa.types.TypeDecorator[datetime]):
-    """``DateTime(timezone=True)`` that only takes aware values and always returns aware UTC ones."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def __init__(self) -> None:
-        super().__init__(timezone=True)
-
-    @override
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        """UTC; naive wall time on SQLite (which would drop or mangle an offset)."""
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            msg = "naive datetime: every time stored is timezone-aware (UTC inside)"
-            raise ValueError(msg)
-        utc = value.astimezone(UTC)
-        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
-
-    @override
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        """Aware UTC (SQLite gives naive UTC wall time back)."""
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class TableBase(SQLModel, registry=registry(metadata=sa.MetaData(naming_convention=NAMING_CONVENTION))):
-    """Base of the hub's tables: its own ``MetaData`` (not SQLModel's global one) with named constraints."""
-
-
-metadata = TableBase.metadata
-"""Every table of the hub: what the migrations create and what ``test_migrations`` compares them with."""
-
-
-def _time(*, index: bool = False) -> Any:  # noqa: ANN401 - SQLModel's Field is typed as Any
-    return Field(sa_type=UtcDateTime, index=index)
-
-
-def _optional_time(*, index: bool = False) -> Any:  # noqa: ANN401 - SQLModel's Field is typed as Any
-    return Field(default=None, sa_type=UtcDateTime, index=index)
+__all__ = [
+    "NAMING_CONVENTION",
+    "AlarmLogRow",
+    "AlarmRow",
+    "AuditLogRow",
+    "BindingRow",
+    "CareTeamRow",
+    "CommandRow",
+    "ContactRow",
+    "DeadLetterRow",
+    "DeviceEventRow",
+    "DeviceRow",
+    "DispensedPouchRow",
+    "EnrollmentCodeRow",
+    "PatientRow",
+    "RollLoadRow",
+    "RollManifestRow",
+    "TableBase",
+    "UtcDateTime",
+    "metadata",
+]
 
 
 class CareTeamRow(TableBase, table=True):
@@ -106,7 +86,7 @@ class PatientRow(TableBase, table=True):
     phone_enc: str | None = None
     address: str | None = None
     team_id: int | None = Field(default=None, foreign_key="care_team.id", index=True)
-    created_at: datetime | None = _optional_time()
+    created_at: datetime | None = optional_time_field()
 
 
 class ContactRow(TableBase, table=True):
@@ -144,12 +124,12 @@ class DeviceRow(TableBase, table=True):
     kid: str | None = None
     certificate_pem: str | None = None
     certificate_serial: str | None = None
-    registered_at: datetime | None = _optional_time()
-    enrolled_at: datetime | None = _optional_time()
-    retired_at: datetime | None = _optional_time()
+    registered_at: datetime | None = optional_time_field()
+    enrolled_at: datetime | None = optional_time_field()
+    retired_at: datetime | None = optional_time_field()
     online: bool = False
-    last_seen_at: datetime | None = _optional_time(index=True)
-    online_since: datetime | None = _optional_time()
+    last_seen_at: datetime | None = optional_time_field(index=True)
+    online_since: datetime | None = optional_time_field()
     boot_id: str | None = None
     connection: int | None = Field(default=None, sa_type=sa.BigInteger)
     last_seq: int | None = Field(default=None, sa_type=sa.BigInteger)
@@ -158,7 +138,7 @@ class DeviceRow(TableBase, table=True):
     schedule_version: int | None = Field(default=None, sa_type=sa.BigInteger)
     capabilities: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     supply_doses_left: int | None = None
-    supply_until: datetime | None = _optional_time()
+    supply_until: datetime | None = optional_time_field()
     reported_firmware: str | None = None
 
 
@@ -171,10 +151,10 @@ class EnrollmentCodeRow(TableBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(foreign_key="device.device_id", index=True)
     code_hash: str
-    expires_at: datetime = _time()
-    created_at: datetime = _time()
+    expires_at: datetime = time_field()
+    created_at: datetime = time_field()
     created_by: str
-    used_at: datetime | None = _optional_time()
+    used_at: datetime | None = optional_time_field()
 
 
 class BindingRow(TableBase, table=True):
@@ -191,10 +171,10 @@ class BindingRow(TableBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(foreign_key="device.device_id")
     patient_id: int = Field(foreign_key="patient.id")
-    bound_at: datetime = _time()
+    bound_at: datetime = time_field()
     bound_by: str
     reason: str
-    unbound_at: datetime | None = _optional_time()
+    unbound_at: datetime | None = optional_time_field()
     unbound_by: str | None = None
     unbind_reason: str | None = None
     active_device_id: str | None = None
@@ -218,8 +198,8 @@ class DeviceEventRow(TableBase, table=True):
     type: str
     boot_id: str
     seq: int = Field(sa_type=sa.BigInteger)
-    device_ts: datetime = _time()
-    received_at: datetime = _time()
+    device_ts: datetime = time_field()
+    received_at: datetime = time_field()
     body: dict[str, Any] = Field(sa_type=sa.JSON)
     corr_id: str | None = None
 
@@ -231,7 +211,7 @@ class DeadLetterRow(TableBase, table=True):
     __table_args__ = (sa.Index("ix_dead_letter_device_id_received_at", "device_id", "received_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    received_at: datetime = _time(index=True)
+    received_at: datetime = time_field(index=True)
     topic: str
     reason: str
     detail: str
@@ -256,15 +236,15 @@ class CommandRow(TableBase, table=True):
     device_id: str = Field(foreign_key="device.device_id")
     type: str
     body: dict[str, Any] = Field(sa_type=sa.JSON)
-    created_at: datetime = _time()
-    expires_at: datetime = _time()
+    created_at: datetime = time_field()
+    expires_at: datetime = time_field()
     created_by: str
     status: str
     corr_id: str | None = None
     attempts: int
-    next_attempt_at: datetime | None = _optional_time()
-    sent_at: datetime | None = _optional_time()
-    finished_at: datetime | None = _optional_time()
+    next_attempt_at: datetime | None = optional_time_field()
+    sent_at: datetime | None = optional_time_field()
+    finished_at: datetime | None = optional_time_field()
     result: str | None = None
 
 
@@ -289,14 +269,14 @@ class AlarmRow(TableBase, table=True):
     severity: int
     status: str
     count: int
-    raised_at: datetime = _time()
-    last_raised_at: datetime = _time()
+    raised_at: datetime = time_field()
+    last_raised_at: datetime = time_field()
     detail: str
     device_id: str | None = None
     patient_id: int | None = None
-    acknowledged_at: datetime | None = _optional_time()
+    acknowledged_at: datetime | None = optional_time_field()
     acknowledged_by: str | None = None
-    resolved_at: datetime | None = _optional_time()
+    resolved_at: datetime | None = optional_time_field()
     resolved_by: str | None = None
     resolution: str | None = None
 
@@ -309,7 +289,7 @@ class AlarmLogRow(TableBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     alarm_id: int = Field(foreign_key="alarm.id")
-    at: datetime = _time()
+    at: datetime = time_field()
     action: str
     actor: str
     detail: str
@@ -322,7 +302,7 @@ class AuditLogRow(TableBase, table=True):
     __table_args__ = (sa.Index("ix_audit_log_subject_id", "subject", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _time()
+    at: datetime = time_field()
     actor: str
     action: str
     subject: str

@@ -37,6 +37,7 @@ from dispenser_hub.adapters.db._people import (
     SqlContactRepository,
     SqlPatientRepository,
 )
+from dispenser_hub.adapters.db._rolls import SqlRollRepository
 from dispenser_hub.ports import StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         EventRepository,
         FieldProtector,
         PatientRepository,
+        RollRepository,
     )
 
 
@@ -76,6 +78,7 @@ class SqlUnitOfWork:
         self.dead_letters: DeadLetterRepository = SqlDeadLetterRepository(session, protector)
         self.commands: CommandRepository = SqlCommandRepository(session, protector)
         self.alarms: AlarmRepository = SqlAlarmRepository(session, protector)
+        self.rolls: RollRepository = SqlRollRepository(session, protector)
         self.audit: AuditRepository = SqlAuditRepository(session, protector)
 
     def commit(self) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from dispenser_hub.domain.model import (
         Alarm,
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
         EnrollmentCode,
         Patient,
     )
+    from dispenser_hub.domain.pouches import RollManifest
+    from dispenser_hub.domain.rolls import RollLoad
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -75,9 +78,27 @@ class Table(Generic[K, V]):
             self._owned = True
 
 
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    """A roll manifest as stored: with its content digest, and who imported it when."""
+
+    manifest: RollManifest
+    digest: str
+    imported_at: datetime
+    imported_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class DispensedPouch:
+    """A pouch dispensed from a roll: by which device, when."""
+
+    device_id: str
+    dispensed_at: datetime
+
+
 @dataclass(slots=True)
 class Tables:
-    """Every table of the store, plus the id counters and two unique indexes kept as tables."""
+    """Every table of the store, plus the id counters and the unique indexes kept as tables."""
 
     teams: Table[int, CareTeam] = field(default_factory=Table)
     patients: Table[int, Patient] = field(default_factory=Table)
@@ -95,6 +116,11 @@ class Tables:
     """dedup key -> id of the open alarm with that key."""
     alarm_log: Table[int, AlarmLogEntry] = field(default_factory=Table)
     audit: Table[int, AuditEntry] = field(default_factory=Table)
+    roll_manifests: Table[str, StoredManifest] = field(default_factory=Table)
+    """roll id -> its manifest (one per roll)."""
+    roll_loads: Table[int, RollLoad] = field(default_factory=Table)
+    dispensed_pouches: Table[tuple[str, str], DispensedPouch] = field(default_factory=Table)
+    """(roll_id, pouch_id) -> when and where it was dispensed (once per pouch)."""
     last_ids: Table[str, int] = field(default_factory=Table)
     """Last id handed out per table name (ids start at 1 and are never reused)."""
 
@@ -115,6 +141,9 @@ class Tables:
             open_alarms=self.open_alarms.fork(),
             alarm_log=self.alarm_log.fork(),
             audit=self.audit.fork(),
+            roll_manifests=self.roll_manifests.fork(),
+            roll_loads=self.roll_loads.fork(),
+            dispensed_pouches=self.dispensed_pouches.fork(),
             last_ids=self.last_ids.fork(),
         )
 

@@ -35,6 +35,7 @@ from dispenser_hub.adapters.memory._registry import (
     MemoryEnrollmentCodeRepository,
     MemoryPatientRepository,
 )
+from dispenser_hub.adapters.memory._rolls import MemoryRollRepository
 from dispenser_hub.adapters.memory._tables import Tables, Transaction
 from dispenser_hub.ports import ConflictError
 
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         EnrollmentCodeRepository,
         EventRepository,
         PatientRepository,
+        RollRepository,
     )
 
 
@@ -102,6 +104,7 @@ class MemoryUnitOfWork:
         self.dead_letters: DeadLetterRepository = MemoryDeadLetterRepository(self._tx)
         self.commands: CommandRepository = MemoryCommandRepository(self._tx)
         self.alarms: AlarmRepository = MemoryAlarmRepository(self._tx)
+        self.rolls: RollRepository = MemoryRollRepository(self._tx)
         self.audit: AuditRepository = MemoryAuditRepository(self._tx)
 
     def commit(self) -> None:

@@ -17,13 +17,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from dispenser_hub.adapters.db import create_engine_for, migrate, tables
-from dispenser_hub.domain import model
+from dispenser_hub.domain import model, pouches, rolls
 from tests.support.storage import SQL_BACKENDS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-# record -> (its table, {field: column} where they differ); the presence is flattened into the device row.
+# record -> (its table, {field: column} where they differ); the presence is flattened into the device row, a
+# manifest's pouches (with their drug lines) are its JSON column ``pouches``.
 _RECORD_TABLES: dict[type, tuple[type[tables.TableBase], dict[str, str]]] = {
     model.CareTeam: (tables.CareTeamRow, {}),
     model.Patient: (tables.PatientRow, {"national_id": "national_id_enc", "phone": "phone_enc"}),
@@ -38,6 +39,8 @@ _RECORD_TABLES: dict[type, tuple[type[tables.TableBase], dict[str, str]]] = {
     model.Alarm: (tables.AlarmRow, {}),
     model.AlarmLogEntry: (tables.AlarmLogRow, {}),
     model.AuditEntry: (tables.AuditLogRow, {}),
+    pouches.RollManifest: (tables.RollManifestRow, {"patient_national_id": "patient_national_id_enc"}),
+    rolls.RollLoad: (tables.RollLoadRow, {"max_spacing": "max_spacing_us"}),
 }
 
 
@@ -88,6 +91,23 @@ def test_check_refuses_a_database_not_at_the_code_revision(empty_database: str) 
     assert str(caught.value) == expected
     migrate.upgrade(empty_database)
     migrate.check(empty_database)
+
+
+def test_a_database_at_0001_upgrades_to_the_roll_tables_and_back(empty_database: str) -> None:
+    roll_tables = {"roll_manifest", "roll_load", "dispensed_pouch"}
+    migrate.upgrade(empty_database, "0001")
+    with pytest.raises(migrate.SchemaVersionError, match="database at revision 0001, code expects"):
+        migrate.check(empty_database)
+    migrate.upgrade(empty_database)
+    assert _schema_differences(empty_database, tables.metadata) == []
+    command.downgrade(migrate.alembic_config(empty_database), "0001")
+    assert migrate.current(empty_database) == "0001"
+    engine = create_engine_for(empty_database)
+    try:
+        left = set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert left == (set(tables.metadata.tables) - roll_tables) | {"alembic_version"}
 
 
 def test_downgrade_to_base_removes_every_table(tmp_path: Path) -> None:
