@@ -7,7 +7,8 @@ redelivery is harmless because stored messages are recognised as duplicates.
 Per message, in order (ARCHITECTURE.md, the data path):
 
 1. ``firmware_protocol.decode``: JSON, schema, version, type, topic/envelope device id, clock skew.
-2. Enrollment requests go to ``Provisioning`` (signed by the CSR's key).
+2. Enrollment requests go to ``Provisioning`` (signed by the CSR's key); one for a device id nobody
+   registered is dead-lettered unanswered (``E_UNKNOWN_DEVICE``): the hub does not talk to strangers.
 3. The device must be registered, not retired, and enrolled (``E_UNKNOWN_DEVICE``, ``E_DEVICE_RETIRED``,
    ``E_NOT_ENROLLED``); the signature must verify with its registered key.
 4. Same (device, msg_id) as a stored event: a duplicate, acknowledged and ignored.
@@ -160,6 +161,12 @@ class IngestService:
                 body = received.envelope.body
                 if isinstance(body, ProvisionRequest):
                     verify(received, KeyRing())
+                    device_id = received.envelope.device
+                    if uow.devices.get(device_id) is None:  # no answer to ids nobody registered
+                        detail = (
+                            f"device {device_id} is not registered; register it to get an enrollment code"
+                        )
+                        raise _Refused("E_UNKNOWN_DEVICE", detail, "device")
                     if not self._store(uow, received, now):
                         return Verdict.DUPLICATE
                     self._provisioning.handle(uow, received, body, now)

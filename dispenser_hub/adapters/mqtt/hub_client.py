@@ -16,9 +16,11 @@ Rules:
 - ``publish`` (QoS 1) is the ``DevicePublisher`` the outbox uses; it refuses while disconnected, so the
   outbox keeps the command and sends it after the reconnect.
 
-Brokers limit unacknowledged messages per client (Mosquitto ``max_inflight_messages``, default 20):
-with manual acknowledgement this window bounds ingest throughput, so production configs raise it
-(``deploy/mosquitto``).
+Brokers are meant to limit unacknowledged messages per client (Mosquitto ``max_inflight_messages``), but
+Mosquitto 2.0.11 was measured to keep sending once acknowledgements flow (BENCHMARKS.md, hub ingest): the
+in-memory queue between paho and the ingest thread can hold more than that window while the database is
+slow or down. Nothing is lost by that (unacknowledged messages are redelivered after a restart), but the
+queue costs memory.
 """
 
 from __future__ import annotations

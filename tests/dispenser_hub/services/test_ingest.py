@@ -335,3 +335,12 @@ def test_nothing_is_marked_sent_while_the_broker_is_out_of_reach(hub: HubUnderTe
     hub.published.connected = True
     assert hub.commands.send_due() == 1  # the enrollment answer, kept for when the broker is back
     assert [r.envelope.type for r in _published(hub)] == ["prov.accepted"]
+
+
+def test_an_enrollment_request_for_an_unregistered_id_is_dead_lettered_unanswered(hub: HubUnderTest) -> None:
+    stranger = Device.create("RM3-000404")
+    assert hub.deliver(stranger.enrollment("K7QF-9M2D-XC4P-8WRT", hub.clock.now())) == [Verdict.REFUSED]
+    assert hub.commands.send_due() == 0
+    with hub.store() as uow:
+        (letter,) = uow.dead_letters.select()
+    assert (letter.reason, letter.device_id) == ("E_UNKNOWN_DEVICE", "RM3-000404")
