@@ -333,6 +333,45 @@ def _unbind(args: argparse.Namespace) -> int:
     return 0
 
 
+def _roll_import(args: argparse.Namespace) -> int:
+    from dispenser_hub.adapters.clock import SystemClock  # noqa: PLC0415
+    from dispenser_hub.services.manifest_import import MAX_BYTES, ManifestImportError  # noqa: PLC0415
+    from dispenser_hub.services.manifest_service import ManifestImporter  # noqa: PLC0415
+
+    path: Path = args.file
+    name = str(path)
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)  # parse_manifests refuses anything larger
+    except OSError as exc:
+        sys.stderr.write(f"dispenser-hub: {name}: cannot read the file: {exc.strerror or exc}\n")
+        return EXIT_REFUSED
+    storage = _storage(args)
+    try:
+        result = ManifestImporter(storage.uow_factory, SystemClock()).import_file(
+            data, filename=name, by=_actor(args)
+        )
+    except ManifestImportError as exc:
+        sys.stderr.write(exc.format() + f"\ndispenser-hub: {name}: nothing imported\n")
+        return EXIT_REFUSED
+    lines = [
+        f"{roll.roll_id}: {roll.status} ({roll.pouches} pouches, patient {roll.patient_id})"
+        for roll in result.rolls
+    ]
+    lines.append(f"{name}: {result.imported} imported, {result.unchanged} unchanged")
+    _print(
+        args,
+        {
+            "filename": name,
+            "rolls": [asdict(roll) for roll in result.rolls],
+            "imported": result.imported,
+            "unchanged": result.unchanged,
+        },
+        "\n".join(lines),
+    )
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------------------
 
 
@@ -395,7 +434,7 @@ def _add_pki_commands(subparsers: Subparsers) -> None:
 
 
 def add_admin_commands(subparsers: Subparsers) -> None:
-    """Register serve, migrate, pki, secrets, team, patient, device, bind and unbind."""
+    """Register serve, migrate, pki, secrets, team, patient, device, roll, bind and unbind."""
     _command(subparsers, "serve", _serve, "run the hub: MQTT ingest, timers and the HTTP API (/api/v1)")
     migrate = _command(subparsers, "migrate", _migrate, "upgrade the database schema (Alembic)")
     migrate.add_argument("--revision", default="head", help="target revision (default: %(default)s)")
@@ -446,6 +485,18 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     patient_add.add_argument("--team", type=int, help="home-care team id (required for home_care)")
     patient_add.add_argument("--phone")
     patient_add.add_argument("--address")
+
+    roll = subparsers.add_parser("roll", help="multidose rolls: pharmacy manifests").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    roll_import = _command(
+        roll,
+        "import",
+        _roll_import,
+        "import a roll manifest file (JSON or CSV, docs/roll-manifest-format.md): all rolls or none; "
+        "the same manifest again is unchanged, a different one for a known roll id is refused",
+    )
+    roll_import.add_argument("file", type=Path, help="the manifest file (.json or .csv)")
 
     bind = _command(subparsers, "bind", _bind, "bind a device to a patient")
     bind.add_argument("device_id")

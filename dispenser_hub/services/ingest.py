@@ -34,13 +34,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from dispenser_hub.domain.alarms import Condition, raise_condition, resolve
+from dispenser_hub.domain.alarms import Condition
 from dispenser_hub.domain.model import DeadLetter, DeviceEvent, DeviceStatus, SubjectKind
 from dispenser_hub.domain.presence import alarm_facts, apply_message, is_stale_death
 from dispenser_hub.ports import StorageUnavailableError
+from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 from dispenser_hub.services.downlink import answer, enqueue
+from dispenser_hub.services.rolls import RollService
 from firmware_protocol import MAX_SKEW_MS, KeyRing, ProtocolError, decode, is_device_id, verify
-from firmware_protocol.messages import Birth, CommandAck, CommandNack, ProvisionRequest, Resync, SetTime
+from firmware_protocol.messages import (
+    Birth,
+    CommandAck,
+    CommandNack,
+    PouchScanned,
+    ProvisionRequest,
+    Resync,
+    RollEmpty,
+    RollLoaded,
+    SetTime,
+)
 from firmware_protocol.receiver import SEQUENCE_EXEMPT
 from firmware_protocol.signing import b64url_decode, public_key_from_raw
 
@@ -120,6 +132,7 @@ class IngestService:
         self._check_skew = check_skew
         self._keys: dict[str, tuple[str, KeyRing]] = {}
         self.counters = IngestCounters()
+        self._rolls = RollService()
 
     def handle(self, batch: Sequence[Inbound]) -> list[Verdict]:
         """Process ``batch`` in one transaction; returns one verdict per message, in order."""
@@ -241,15 +254,22 @@ class IngestService:
             if binding is not None:
                 facts = alarm_facts(envelope, patient_id=binding.patient_id, stale_death=stale_death)
         for condition in facts.raised:
-            self._raise(uow, condition, now)
+            raise_alarm(uow, condition, now)
         for kind in facts.cleared:
-            self._clear(uow, f"{SubjectKind.DEVICE.value}:{device.device_id}:{kind}", body.TYPE, now)
+            key = f"{SubjectKind.DEVICE.value}:{device.device_id}:{kind}"
+            end_alarm(uow, key, f"the device reported {body.TYPE}", now)
         if isinstance(body, CommandAck | CommandNack):
             result = "acknowledged" if isinstance(body, CommandAck) else f"{body.reason}: {body.detail or ''}"
             answer(uow, envelope.corr_id, acked=isinstance(body, CommandAck), result=result.strip(), now=now)
         if isinstance(body, Birth) and (not body.clock_synced or abs(envelope.ts - _ms(now)) > MAX_SKEW_MS):
             set_time = SetTime(expires=_ms(now + COMMAND_TTL), now=_ms(now))
             enqueue(uow, device.device_id, set_time, by=SYSTEM, now=now)
+        if isinstance(body, RollLoaded):
+            self._rolls.on_roll_loaded(uow, device, envelope, now)
+        elif isinstance(body, PouchScanned):
+            self._rolls.on_pouch_scanned(uow, device, envelope, now)
+        elif isinstance(body, RollEmpty):
+            self._rolls.on_roll_empty(uow, device, envelope, now)
 
     def _resync_gap(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
         presence = device.presence
@@ -265,20 +285,6 @@ class IngestService:
             to_seq=envelope.seq - 1,
         )
         enqueue(uow, device.device_id, resync, by=SYSTEM, now=now)
-
-    def _raise(self, uow: UnitOfWork, condition: Condition, now: datetime) -> None:
-        change = raise_condition(condition, uow.alarms.open_by_key(condition.dedup_key), now)
-        stored = uow.alarms.add(change.alarm) if change.alarm.id is None else uow.alarms.update(change.alarm)
-        assert stored.id is not None  # noqa: S101 - stored alarms have ids
-        uow.alarms.log(change.log_entry(stored.id, now))
-
-    def _clear(self, uow: UnitOfWork, dedup_key: str, by_type: str, now: datetime) -> None:
-        alarm = uow.alarms.open_by_key(dedup_key)
-        if alarm is None or alarm.id is None:
-            return
-        change = resolve(alarm, by=SYSTEM, now=now, resolution=f"the device reported {by_type}")
-        uow.alarms.update(change.alarm)
-        uow.alarms.log(change.log_entry(alarm.id, now))
 
     # -- refusals ------------------------------------------------------------------------------------------
 
@@ -303,7 +309,7 @@ class IngestService:
         recent = uow.dead_letters.count_since(device_id, now - self.limits.burst_window)
         if recent >= self.limits.burst_threshold:
             minutes = self.limits.burst_window.total_seconds() / 60
-            self._raise(
+            raise_alarm(
                 uow,
                 Condition(
                     kind=SECURITY_KIND,

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
-from dispenser_hub.domain.alarms import raise_condition
 from dispenser_hub.domain.model import DeviceStatus
 from dispenser_hub.domain.presence import silence_condition
+from dispenser_hub.services.alarm_records import raise_alarm
 
 if TYPE_CHECKING:
     from dispenser_hub.ports import Clock, UnitOfWorkFactory
@@ -46,10 +46,7 @@ class PresenceMonitor:
                 existing = uow.alarms.open_by_key(condition.dedup_key)
                 if existing is not None:
                     continue  # one alarm per silence; the sweep does not count repeats
-                change = raise_condition(condition, None, now)
-                stored = uow.alarms.add(change.alarm)
-                assert stored.id is not None  # noqa: S101 - stored alarms have ids
-                uow.alarms.log(change.log_entry(stored.id, now))
+                raise_alarm(uow, condition, now)
                 raised += 1
             uow.commit()
         return raised

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from dispenser_hub.web.errors import install_error_handlers
-from dispenser_hub.web.routes import alarms, bindings, commands, devices, health, patients, records, teams
+from dispenser_hub.web.routes import (
+    alarms,
+    bindings,
+    commands,
+    devices,
+    health,
+    manifests,
+    patients,
+    records,
+    teams,
+)
 
 if TYPE_CHECKING:
     from fastapi.routing import APIRoute
@@ -44,6 +54,7 @@ TAGS = [
     {"name": "bindings", "description": "Which patient a dispenser serves, with the history of who and why."},
     {"name": "commands", "description": "Safe commands to a dispenser through the signed outbox."},
     {"name": "alarms", "description": "The alarm board: list, log, acknowledge, resolve."},
+    {"name": "roll manifests", "description": "Pharmacy roll manifests: import JSON or CSV files, read one."},
     {"name": "dead letters", "description": "Device messages the hub refused, with the reason."},
     {"name": "audit", "description": "Who did what to which record."},
 ]
@@ -72,6 +83,7 @@ def create_app(api: ApiContext) -> FastAPI:
         bindings.router,
         commands.router,
         alarms.router,
+        manifests.router,
         records.dead_letters,
         records.audit,
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dispenser_hub.services.manifest_service import ManifestImporter
 from dispenser_hub.web.tokens import TokenTable
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ class ApiContext:
 
     ``tokens`` maps each API token to its operator name (``operator_tokens`` builds it from the settings).
     ``health``, when given, returns what the health route shows next to the status (MQTT connected, outbox
-    backlog...): never patient data, since that route is open.
+    backlog...): never patient data, since that route is open. ``manifests`` imports roll manifests; by
+    default one over ``uow_factory`` and ``clock``.
     """
 
     uow_factory: UnitOfWorkFactory
@@ -29,8 +31,18 @@ class ApiContext:
     tokens: Mapping[str, str] = field(repr=False)
     version: str
     health: Callable[[], dict[str, object]] | None = None
+    manifests: ManifestImporter | None = None
     token_table: TokenTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        """Index the tokens for constant-time lookup."""
+        """Index the tokens for constant-time lookup; build the manifest importer unless given."""
         object.__setattr__(self, "token_table", TokenTable(self.tokens))
+        if self.manifests is None:
+            object.__setattr__(self, "manifests", ManifestImporter(self.uow_factory, self.clock))
+
+    @property
+    def manifest_importer(self) -> ManifestImporter:
+        """``manifests`` (always set after construction)."""
+        if self.manifests is None:  # pragma: no cover - __post_init__ sets it
+            raise TypeError("ApiContext.manifests is not set")
+        return self.manifests

@@ -5,6 +5,8 @@ Every 4xx/5xx answer is ``{"error": {"code": ..., "message": ..., "field": ..., 
 * ``RegistryError`` (the services' refusals) -> 400 ``invalid``, ``NotFound`` -> 404 ``not_found``,
   ``Conflict`` -> 409 ``conflict``; ``field`` names the input at fault.
 * Request validation (pydantic) -> 422 ``validation_failed``, one entry per invalid input in ``problems``.
+  An invalid roll manifest file (``ManifestImportError``) -> 422 too, each problem with its ``line`` (and,
+  for JSON, ``column``).
   Messages never echo the input (it may be a national id number).
 * Missing or wrong token -> 401 ``unauthorized`` with ``WWW-Authenticate: Bearer``; unknown routes -> 404;
   anything unexpected -> 500 ``internal`` with no detail (logged without the request's data).
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispenser_hub.ports import ConflictError, NotFoundError
+from dispenser_hub.services.manifest_import import ManifestImportError
 from dispenser_hub.services.registry import Conflict, NotFound, RegistryError
 
 _log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ class FieldProblem(BaseModel):
 
     field: str = Field(description="The input, e.g. national_id, limit, reason.")
     message: str
+    line: int | None = Field(None, description="Uploaded files (roll manifests): the 1-based line.")
+    column: int | None = Field(None, description="Uploaded JSON files: the 1-based character column.")
 
 
 class ErrorBody(BaseModel):
@@ -115,6 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Answer every error in the one schema (see the module docstring)."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RegistryError, _registry_error)
+    app.add_exception_handler(ManifestImportError, _manifest_error)
     app.add_exception_handler(NotFoundError, _storage_error)
     app.add_exception_handler(ConflictError, _storage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -131,6 +137,22 @@ async def _registry_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RegistryError)  # noqa: S101 - registered for RegistryError only
     status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
     return error_response(status, str(exc), field=exc.field)
+
+
+async def _manifest_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ManifestImportError)  # noqa: S101 - registered for ManifestImportError only
+    # Problem messages never contain a full national id number (manifest_import masks them).
+    problems = [
+        FieldProblem(field=problem.field, message=problem.message, line=problem.line, column=problem.column)
+        for problem in exc.problems
+    ]
+    first = exc.problems[0].format(exc.filename) if exc.problems else "the file cannot be imported"
+    count = len(problems)
+    message = f"the manifest file has {count} problem{'s' if count != 1 else ''} (see problems): {first}"
+    if exc.truncated:
+        message += "; reading stopped there, there may be more"
+    field = problems[0].field if problems and problems[0].field else None
+    return error_response(422, message, field=field, problems=problems)
 
 
 async def _storage_error(_request: Request, exc: Exception) -> JSONResponse:

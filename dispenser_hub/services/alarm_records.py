@@ -1,0 +1,39 @@
+"""Storing alarm transitions inside a caller's transaction: the alarm row and its log entry together.
+
+Every service that raises or ends alarms goes through these two functions, so the rules of
+``domain.alarms`` (one open alarm per dedup key, repeats counted, resolve by the system with a reason)
+and the append-only log are applied the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dispenser_hub.domain.alarms import SYSTEM_ACTOR, raise_condition, resolve
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from dispenser_hub.domain.alarms import Condition
+    from dispenser_hub.domain.model import Alarm
+    from dispenser_hub.ports import UnitOfWork
+
+
+def raise_alarm(uow: UnitOfWork, condition: Condition, now: datetime) -> Alarm:
+    """Open the condition's alarm, or count a repeat on the open one; log it."""
+    change = raise_condition(condition, uow.alarms.open_by_key(condition.dedup_key), now)
+    stored = uow.alarms.add(change.alarm) if change.alarm.id is None else uow.alarms.update(change.alarm)
+    assert stored.id is not None  # noqa: S101 - stored alarms have ids
+    uow.alarms.log(change.log_entry(stored.id, now))
+    return stored
+
+
+def end_alarm(uow: UnitOfWork, dedup_key: str, resolution: str, now: datetime) -> Alarm | None:
+    """Resolve the open alarm with ``dedup_key`` as the system (``None`` if there is none)."""
+    alarm = uow.alarms.open_by_key(dedup_key)
+    if alarm is None or alarm.id is None:
+        return None
+    change = resolve(alarm, by=SYSTEM_ACTOR, now=now, resolution=resolution)
+    stored = uow.alarms.update(change.alarm)
+    uow.alarms.log(change.log_entry(alarm.id, now))
+    return stored
