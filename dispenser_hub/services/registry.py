@@ -26,6 +26,7 @@ from dispenser_hub.domain.model import (
     Responsibility,
 )
 from dispenser_hub.domain.national_id import NationalId
+from dispenser_hub.domain.rolls import RollEndReason, end_load
 from dispenser_hub.ports import ConflictError
 from dispenser_hub.services.provisioning import code_hash
 from firmware_protocol import is_device_id
@@ -51,6 +52,14 @@ class NotFound(RegistryError):  # noqa: N818 - reads as the answer: NotFound("de
 
 class Conflict(RegistryError):  # noqa: N818 - reads as the answer
     """The request clashes with existing records (duplicate, already bound, wrong state)."""
+
+
+def _end_roll_load(uow: UnitOfWork, device_id: str, *, by: str, now: datetime) -> None:
+    """A dispenser that leaves its patient (unbound, retired) leaves its roll too: the load ends."""
+    load = uow.rolls.active_load_for_device(device_id)
+    if load is not None:
+        uow.rolls.update_load(end_load(load, reason=RollEndReason.UNBOUND, now=now))
+        uow.audit.add(AuditEntry(now, by, "roll.end", f"roll:{load.roll_id}", f"unbound from {device_id}"))
 
 
 def _require_text(value: str, field: str, what: str) -> None:
@@ -199,6 +208,7 @@ class Registry:
                 uow.bindings.update(unbind(binding, by=by, reason="device retired", now=now))
                 subject = f"device:{device_id}"
                 uow.audit.add(AuditEntry(now, by, "binding.end", subject, f"patient {binding.patient_id}"))
+            _end_roll_load(uow, device_id, by=by, now=now)
             retired = uow.devices.update(
                 dataclasses.replace(device, status=DeviceStatus.RETIRED, retired_at=now)
             )
@@ -257,6 +267,7 @@ class Registry:
             uow.audit.add(
                 AuditEntry(now, by, "binding.end", f"device:{device_id}", f"patient {ended.patient_id}")
             )
+            _end_roll_load(uow, device_id, by=by, now=now)
             uow.commit()
         return stored
 

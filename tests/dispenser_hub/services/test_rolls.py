@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dispenser_hub.domain.bindings import unbind
 from dispenser_hub.domain.model import Patient, Responsibility
 from dispenser_hub.domain.pouches import DrugLine, Pouch, RollManifest, to_ms
 from dispenser_hub.domain.rolls import EXPLAINS_OVERLAP, RollEndReason
@@ -215,7 +216,13 @@ def test_a_roll_active_in_another_dispenser_is_refused(rig: Rig) -> None:
     rig.add(manifest)
     rig.load(D1, manifest)
     rig.verdict()
-    rig.hub.registry.unbind(D1, by="op", reason="dispenser swapped")  # the load in D1 was not ended
+    # The registry ends a load when its dispenser is unbound; end only the binding, as if that step had been
+    # missed (e.g. data from before), so the roll is still active in D1.
+    with rig.hub.store() as uow:
+        binding = uow.bindings.active_for_device(D1)
+        assert binding is not None
+        uow.bindings.update(unbind(binding, by="op", reason="dispenser swapped", now=rig.hub.clock.now()))
+        uow.commit()
     rig.hub.registry.bind(D2, rig.patient_a, by="op", reason="dispenser swapped")
     rig.load(D2, manifest)
 
@@ -340,3 +347,18 @@ def test_an_overlapping_roll_is_refused_and_the_loaded_roll_stays_active(rig: Ri
     assert (verdict.accept, verdict.reason) == (False, VerdictReason.GAP_OR_OVERLAP)
     (load,) = rig.loads()
     assert (load.roll_id, load.active) == ("R-1", True)  # not ended "replaced" by the report
+
+
+@pytest.mark.parametrize("leave", ["unbind", "retire"])
+def test_a_dispenser_that_leaves_its_patient_leaves_its_roll(rig: Rig, leave: str) -> None:
+    manifest = make_manifest()
+    rig.add(manifest)
+    rig.load(D1, manifest)
+    if leave == "unbind":
+        rig.hub.registry.unbind(D1, by="op", reason="patient moved")
+    else:
+        rig.hub.registry.retire_device(D1, by="op", reason="broken")
+    (load,) = rig.loads()
+    assert (load.active, load.end_reason) == (False, RollEndReason.UNBOUND)
+    with rig.hub.store() as uow:
+        assert [e.action for e in uow.audit.select(subject="roll:R-1")] == ["roll.end"]
