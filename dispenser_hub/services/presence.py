@@ -16,7 +16,11 @@ from dispenser_hub.domain.presence import silence_condition
 from dispenser_hub.services.alarm_records import raise_alarm
 
 if TYPE_CHECKING:
-    from dispenser_hub.ports import Clock, UnitOfWorkFactory
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from dispenser_hub.domain.model import Device
+    from dispenser_hub.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 
 class PresenceMonitor:
@@ -32,8 +36,9 @@ class PresenceMonitor:
         """Raise or refresh the alarm of every silent device; returns how many newly raised."""
         now = self._clock.now().astimezone(UTC)
         raised = 0
+        cutoff = now - self.allowed_silence
         with self._uow_factory() as uow:
-            for device in uow.devices.silent_since(now - self.allowed_silence):
+            for device in [*uow.devices.silent_since(cutoff), *_never_heard_since(uow, cutoff)]:
                 if device.status not in {DeviceStatus.ENROLLED, DeviceStatus.ACTIVE}:
                     continue
                 binding = uow.bindings.active_for_device(device.device_id)
@@ -50,3 +55,17 @@ class PresenceMonitor:
                 raised += 1
             uow.commit()
         return raised
+
+
+PAGE = 500
+
+
+def _never_heard_since(uow: UnitOfWork, cutoff: datetime) -> Iterator[Device]:
+    """Enrolled devices that never sent a valid message after enrolling, enrolled before ``cutoff``."""
+    offset = 0
+    while page := uow.devices.select(status=DeviceStatus.ENROLLED, offset=offset, limit=PAGE):
+        for device in page:
+            enrolled = device.enrolled_at
+            if device.presence.last_seen_at is None and enrolled is not None and enrolled < cutoff:
+                yield device
+        offset += PAGE

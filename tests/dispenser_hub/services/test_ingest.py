@@ -283,6 +283,20 @@ def test_a_silent_device_raises_one_no_contact_alarm(hub: HubUnderTest) -> None:
     assert (alarm.kind, alarm.vkp_code) == ("no_contact", "3.10")
 
 
+def test_a_device_that_enrolled_but_never_spoke_raises_no_contact_too(hub: HubUnderTest) -> None:
+    device = Device.create()
+    _, code = hub.registry.register_device(
+        device.device_id, serial=device.identity.serial, family=device.identity.family, model="RM3", by="op"
+    )
+    hub.deliver(device.enrollment(code.code, hub.clock.now()))  # enrolled; no birth ever follows
+    hub.clock.advance(timedelta(minutes=61))
+    assert hub.presence.sweep() == 1
+    with hub.store() as uow:
+        (alarm,) = uow.alarms.select(open_only=True)
+    assert (alarm.kind, alarm.device_id) == ("no_contact", device.device_id)
+    assert "61 minutes" in alarm.detail  # counted from enrollment
+
+
 def test_a_message_that_breaks_the_service_is_dead_lettered_alone(
     hub: HubUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
