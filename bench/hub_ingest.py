@@ -61,8 +61,6 @@ import platform
 import pstats
 import re
 import resource
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -86,6 +84,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
+from bench._mosquitto import binary as mosquitto_binary  # noqa: E402 - after the sys.path fix
+from bench._mosquitto import mosquitto  # noqa: E402
 from dispenser_hub.adapters.mqtt.hub_client import HubMqttClient  # noqa: E402 - after the sys.path fix
 from dispenser_hub.bootstrap import build_hub  # noqa: E402
 from dispenser_hub.domain.model import DeviceStatus  # noqa: E402
@@ -105,7 +105,6 @@ if TYPE_CHECKING:
     from dispenser_hub.ports import Inbound
     from firmware_protocol.messages.common import Body
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 POSTGRES_ENV = "DISPENSER_TEST_POSTGRES_URL"
 POSTGRES_HOST = "127.0.0.1:5432"
 POSTGRES_DATABASE = "test"
@@ -184,13 +183,6 @@ def build_workload(messages: int, devices: int, publishers: int, now_ms: int) ->
 # -- broker -------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def broker_config(port: int, inflight: int, queued: int) -> list[str]:
     """The Mosquitto configuration of the run (a hub's broker: see the module docstring)."""
     return [
@@ -208,43 +200,12 @@ def broker_config(port: int, inflight: int, queued: int) -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def mosquitto(workdir: Path, config_lines: Callable[[int], list[str]]) -> Iterator[tuple[int, int]]:
-    """Our own Mosquitto on a free port; yields (port, pid)."""
-    binary = shutil.which("mosquitto") or MOSQUITTO
-    port = free_port()
-    config = workdir / f"mosquitto-{port}.conf"
-    config.write_text("\n".join(config_lines(port)), encoding="utf-8")
-    log = (workdir / f"mosquitto-{port}.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - fixed argv of the broker binary
-        [binary, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.05)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
-
-
 def mosquitto_version() -> str:
     """``mosquitto -h``'s first line (the version)."""
-    binary = shutil.which("mosquitto") or MOSQUITTO
     try:
-        done = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=5, check=False)  # noqa: S603
+        done = subprocess.run(  # noqa: S603 - fixed argv of the broker binary
+            [mosquitto_binary(), "-h"], capture_output=True, text=True, timeout=5, check=False
+        )
     except OSError:
         return "unknown"
     return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "unknown"

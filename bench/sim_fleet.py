@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import random
 import resource
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._mosquitto import mosquitto
 from device_sim.clock import RealClock
 from device_sim.fleet import Fleet
 from device_sim.ports import Output, Publish
@@ -53,14 +51,13 @@ from firmware_protocol.broker import BrokerAddress
 from firmware_protocol.messages import Death, DeathReason, Heartbeat
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from device_sim.ports import SimulatedDevice
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 BARE_PAYLOAD = b"x" * 100
-MOSQUITTO = "/usr/sbin/mosquitto"
 PERIOD_MS = 1000
 
 
@@ -304,64 +301,25 @@ def child(args: argparse.Namespace) -> None:
 # -- parent: brokers, phases, report ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def mosquitto(workdir: Path) -> Iterator[tuple[int, int]]:
-    """Our own Mosquitto for many connections; yields (port, pid)."""
-    binary = shutil.which("mosquitto") or MOSQUITTO
-    port = free_port()
-    config = workdir / f"mosquitto-{port}.conf"
-    config.write_text(
-        "\n".join(
-            [
-                f"listener {port} 127.0.0.1",
-                "allow_anonymous true",
-                "persistence false",
-                "max_connections -1",
-                "max_queued_messages 100",
-                "set_tcp_nodelay true",
-                "log_dest stderr",
-                "log_type error",
-                "log_type warning",
-                "",
-            ]
-        ),
-        encoding="utf-8",
-    )
-    log = (workdir / f"mosquitto-{port}.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - fixed argv of the broker binary
-        [binary, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.05)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+def broker_config(port: int) -> list[str]:
+    """Mosquitto for many connections."""
+    return [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        "persistence false",
+        "max_connections -1",
+        "max_queued_messages 100",
+        "set_tcp_nodelay true",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "",
+    ]
 
 
 def run_phase(args: argparse.Namespace, phase: str, workdir: Path) -> dict[str, Any]:
     """Start a broker and a child process for ``phase``; return the child's figures."""
-    with mosquitto(workdir) as (port, pid):
+    with mosquitto(workdir, broker_config) as (port, pid):
         command = [
             sys.executable,
             __file__,
