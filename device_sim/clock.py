@@ -27,10 +27,9 @@ class RealClock:
         return real_now_ms()
 
     async def sleep_until(self, ms: int) -> None:
-        """Sleep until the real time ``ms``."""
-        delay = (ms - real_now_ms()) / 1000
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """Sleep until the real time ``ms`` (never returning early, as ``ScaledClock``)."""
+        while (delay := (ms - real_now_ms()) / 1000) > 0:  # noqa: ASYNC110 - a deadline, no event
+            await asyncio.sleep(max(delay, 0.001))
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,8 +281,8 @@ class SimulationRun:
         return await self._stop_requested.wait()
 
     async def _wait_clock(self, end_ms: int) -> object:
-        # A clock may wake a sleeper a little early (``ScaledClock`` rounds to whole real milliseconds, up to
-        # ``speed`` simulated ms): sleep again until the end has really been reached.
+        # The shipped clocks never wake a sleeper early, but a caller's ``Clock`` might: sleep again until the
+        # end has really been reached (the run's result says whether it was).
         while self.clock.now_ms() < end_ms:
             await self.clock.sleep_until(end_ms)
         return None
