@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from device_sim.clock import ScaledClock
-    from device_sim.runner import RunStats
     from device_sim.scenario import Scenario
     from firmware_protocol.broker import BrokerAddress
 
@@ -72,11 +71,6 @@ class DemoFleet:
     def clocks(self) -> dict[str, Callable[[], int]]:
         """Each simulated device id mapped to the simulated clock its messages are stamped with."""
         return {device.device_id: self.clock.now_ms for device in self.built.devices}
-
-    @property
-    def stats(self) -> RunStats | None:
-        """The run's figures so far (``None`` before it started)."""
-        return self._run.stats if self._run is not None else None
 
     def start(self, timeout_s: float = 15.0) -> None:
         """Start the thread and wait until the stand-in is connected (raises what stopped it)."""

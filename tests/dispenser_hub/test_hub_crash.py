@@ -48,7 +48,6 @@ from device_sim.clock import ScaledClock
 from device_sim.device.identity import DeviceIdentity
 from device_sim.runner import SimulationRun, population
 from dispenser_hub.adapters.clock import SystemClock
-from dispenser_hub.adapters.mqtt.hub_client import wait_until
 from dispenser_hub.bootstrap import load_ca, open_storage
 from dispenser_hub.settings import Settings
 from firmware_protocol import KeyRing, ProtocolError, decode, hub_subscriptions, verify
@@ -57,6 +56,7 @@ from tests.dispenser_hub.services.support import Device
 from tests.support.broker import MosquittoServer, free_tcp_port
 from tests.support.hub_process import HubProcess
 from tests.support.mqtt_client import MqttProbe
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

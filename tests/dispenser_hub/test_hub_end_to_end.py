@@ -17,7 +17,6 @@ from device_sim.device.identity import DeviceIdentity
 from device_sim.runner import SimulationRun, population
 from device_sim.scenario import parse_scenario
 from dispenser_hub.adapters.clock import SimulatedClock
-from dispenser_hub.adapters.mqtt.hub_client import wait_until
 from dispenser_hub.bootstrap import Hub, build_hub
 from dispenser_hub.domain.model import DeviceStatus
 from dispenser_hub.settings import Settings
@@ -25,6 +24,7 @@ from firmware_protocol import Envelope, new_ulid, seal
 from firmware_protocol.messages import Heartbeat
 from firmware_protocol.receiver import SEQUENCE_EXEMPT
 from tests.support.mqtt_client import MqttProbe
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from typing import IO, TYPE_CHECKING
 
 import httpx
@@ -23,9 +22,9 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from dispenser_hub.settings import DEV_API_TOKENS
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
 TIMEOUT_S = 20.0
@@ -91,15 +90,6 @@ def _online(api: str) -> int:
     return sum(1 for d in items if d["status"] == "active" and d["presence"]["online"])
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
-
-
 def _device(item: dict[str, object]) -> str:
     return str(item["topic"]).split("/")[2]
 
@@ -150,7 +140,7 @@ def _drive_demo(process: subprocess.Popen[str], tmp_path: Path, http_port: int) 
 
         # The hub's API shows the fleet enrolled and online.
         api = f"http://127.0.0.1:{http_port}/api/v1"
-        assert _wait_for(lambda: _online(api) == DEMO_DEVICES), _online(api)
+        assert wait_until(lambda: _online(api) == DEMO_DEVICES, TIMEOUT_S, 0.2), _online(api)
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -223,13 +222,3 @@ class HubMqttClient:
             if delivered.qos > 0 and delivered.generation == generation:
                 self._client.ack(delivered.mid, delivered.qos)
                 self.acked += 1
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.01) -> bool:
-    """Poll ``predicate`` until true or ``timeout_s`` passed (for start-up and tests)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
