@@ -11,7 +11,6 @@ import json
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from dispenser_hub.settings import DEV_API_TOKENS
+from tests.support.broker import free_tcp_port
 from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -62,20 +62,13 @@ def test_demo_starts_a_broker_and_explains_every_message(tmp_path: Path) -> None
         "--state-dir",
         str(tmp_path / "state"),
         "--http-port",
-        str(http_port := _free_port()),
+        str(http_port := free_tcp_port()),
     ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         code = _drive_demo(process, tmp_path, http_port)
     assert code == 0
     truth = [json.loads(line) for line in (tmp_path / "state" / "truth.jsonl").read_text().splitlines()]
     assert {"device.online", "roll.loaded"} <= {record["kind"] for record in truth}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def _online(api: str) -> int:
