@@ -16,7 +16,7 @@ from datetime import datetime  # noqa: TC003 - used at runtime by the Inbound da
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
     from types import TracebackType
 
     from dispenser_hub.domain.model import (
@@ -105,9 +105,20 @@ class DeviceRepository(Protocol):
         ...
 
     def get(self, device_id: str) -> Device | None: ...
+    def get_many(self, device_ids: Collection[str]) -> dict[str, Device]:
+        """The stored devices among ``device_ids``, by id (ids nobody registered are absent)."""
+        ...
+
     def get_by_serial(self, serial: str) -> Device | None: ...
     def update(self, device: Device) -> Device:
         """Replace the stored device (``NotFoundError`` if there is none)."""
+        ...
+
+    def update_many(self, devices: Sequence[Device]) -> None:
+        """``update`` each of ``devices`` (distinct ids), in as few statements as the store allows (ingest).
+
+        All or nothing: ``NotFoundError`` or ``ConflictError`` if any one would fail, and none is changed.
+        """
         ...
 
     def select(
@@ -147,6 +158,14 @@ class EventRepository(Protocol):
 
     def add(self, event: DeviceEvent) -> DeviceEvent | None:
         """Store an event; ``None`` (and nothing stored) if (device_id, msg_id) is already stored."""
+        ...
+
+    def add_many(self, events: Sequence[DeviceEvent]) -> list[DeviceEvent | None]:
+        """``add`` each of ``events`` in order, in as few statements as the store allows (ingest).
+
+        One result per event: the stored event, or ``None`` for a duplicate of a stored event or of an
+        earlier one in ``events``. ``NotFoundError`` (nothing stored) if an event's device does not exist.
+        """
         ...
 
     def exists(self, device_id: str, msg_id: str) -> bool: ...

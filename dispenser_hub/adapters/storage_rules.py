@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from _typeshed import DataclassInstance
 
     from dispenser_hub.domain.model import Alarm, Binding
@@ -163,19 +165,32 @@ def json_copy(value: dict[str, Any], where: str) -> dict[str, Any]:
 def normalise(record: R) -> R:
     """``record`` with every datetime in UTC (naive: ``ValueError``) and every dict a JSON copy.
 
-    Nested records (``Device.presence``) are normalised too.
+    Nested records (``Device.presence``) are normalised too. A record already in that form is returned
+    as it is, apart from its dicts (ingest normalises every device and event it writes).
     """
     changes: dict[str, object] = {}
     for spec in fields(record):
         value = getattr(record, spec.name)
-        where = f"{type(record).__name__}.{spec.name}"
         if isinstance(value, datetime):
-            changes[spec.name] = aware_utc(value, where)
+            if value.tzinfo is not UTC:
+                changes[spec.name] = aware_utc(value, f"{type(record).__name__}.{spec.name}")
         elif isinstance(value, dict):
-            changes[spec.name] = json_copy(value, where)
+            changes[spec.name] = json_copy(value, f"{type(record).__name__}.{spec.name}")
         elif is_dataclass(value) and not isinstance(value, type):
-            changes[spec.name] = normalise(value)
+            nested = normalise(value)
+            if nested is not value:
+                changes[spec.name] = nested
     return replace(record, **changes) if changes else record
+
+
+def check_distinct(values: Sequence[object], name: str) -> None:
+    """``ValueError`` if a value occurs twice in ``values`` (one batch write names each record once)."""
+    seen: set[object] = set()
+    for value in values:
+        if value in seen:
+            msg = f"{name} {value} occurs twice in one batch"
+            raise ValueError(msg)
+        seen.add(value)
 
 
 def with_id(record: R, new_id: int) -> R:

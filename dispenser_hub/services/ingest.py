@@ -138,7 +138,7 @@ class IngestService:
         """Process ``batch`` in one transaction; returns one verdict per message, in order."""
         try:
             with self._uow_factory() as uow:
-                verdicts = [self._one(uow, message) for message in batch]
+                verdicts = self._batch(uow, batch)
                 uow.commit()
         except StorageUnavailableError:
             raise  # transient: the batch stays unacknowledged and is delivered again (never dead-lettered)
@@ -162,42 +162,105 @@ class IngestService:
         else:
             c.refused += 1
 
-    # -- one message ---------------------------------------------------------------------------------------
+    # -- one batch -----------------------------------------------------------------------------------------
 
-    def _one(self, uow: UnitOfWork, message: Inbound) -> Verdict:
+    def _batch(self, uow: UnitOfWork, batch: Sequence[Inbound]) -> list[Verdict]:
+        """The rules of the module docstring, message by message, with the storage work done per batch.
+
+        Decoding needs no storage; the batch's devices are read in one query and kept current in
+        ``devices`` as messages change them; events are stored in one statement per run of messages and the
+        changed devices written back in one statement. An enrollment request ends a run (it changes its
+        device in storage), so every message sees exactly what message-by-message processing would show it.
+        """
+        checked = [self._decode(message) for message in batch]
+        ids = {item.envelope.device for item in checked if not isinstance(item, _Refused)}
+        devices = uow.devices.get_many(ids)
+        verdicts: list[Verdict] = []
+        run: list[tuple[Inbound, Received | _Refused]] = []
+        for message, item in zip(batch, checked, strict=True):
+            if isinstance(item, _Refused) or not isinstance(item.envelope.body, ProvisionRequest):
+                run.append((message, item))
+                continue
+            verdicts += self._run(uow, run, devices)
+            run = []
+            verdicts.append(self._enrollment(uow, message, item, item.envelope.body))
+            found = uow.devices.get(item.envelope.device)
+            if found is not None:
+                devices[found.device_id] = found
+        verdicts += self._run(uow, run, devices)
+        return verdicts
+
+    def _decode(self, message: Inbound) -> Received | _Refused:
         now = message.received_at.astimezone(UTC)
         try:
-            try:
-                received = decode(
-                    message.payload, message.topic, now_ms=_ms(now) if self._check_skew else None
-                )
-                body = received.envelope.body
-                if isinstance(body, ProvisionRequest):
-                    verify(received, KeyRing())
-                    device_id = received.envelope.device
-                    if uow.devices.get(device_id) is None:  # no answer to ids nobody registered
-                        detail = (
-                            f"device {device_id} is not registered; register it to get an enrollment code"
-                        )
-                        raise _Refused("E_UNKNOWN_DEVICE", detail, "device")
-                    if not self._store(uow, received, now):
-                        return Verdict.DUPLICATE
-                    self._provisioning.handle(uow, received, body, now)
-                    return Verdict.STORED
-                device = self._device(uow, received.envelope.device)
-                verify(received, self._ring(device))
-            except ProtocolError as exc:
-                raise _Refused(exc.code.value, exc.detail, exc.field) from None
-        except _Refused as refused:
+            return decode(message.payload, message.topic, now_ms=_ms(now) if self._check_skew else None)
+        except ProtocolError as exc:
+            return _Refused(exc.code.value, exc.detail, exc.field)
+
+    def _enrollment(
+        self, uow: UnitOfWork, message: Inbound, received: Received, body: ProvisionRequest
+    ) -> Verdict:
+        now = message.received_at.astimezone(UTC)
+        device_id = received.envelope.device
+        refused: _Refused | None = None
+        try:
+            verify(received, KeyRing())  # signed by the CSR's key
+        except ProtocolError as exc:
+            refused = _Refused(exc.code.value, exc.detail, exc.field)
+        if refused is None and uow.devices.get(device_id) is None:  # no answer to ids nobody registered
+            detail = f"device {device_id} is not registered; register it to get an enrollment code"
+            refused = _Refused("E_UNKNOWN_DEVICE", detail, "device")
+        if refused is not None:
             self._dead_letter(uow, message, refused, now)
             return Verdict.REFUSED
-        if not self._store(uow, received, now):
+        if uow.events.add(self._event(received, now)) is None:
             return Verdict.DUPLICATE
-        self._act(uow, device, received.envelope, now)
+        self._provisioning.handle(uow, received, body, now)
         return Verdict.STORED
 
-    def _device(self, uow: UnitOfWork, device_id: str) -> Device:
-        device = uow.devices.get(device_id)
+    def _run(
+        self, uow: UnitOfWork, run: list[tuple[Inbound, Received | _Refused]], devices: dict[str, Device]
+    ) -> list[Verdict]:
+        """A run without enrollment requests: refuse or store each, then act on the stored ones in order."""
+        verdicts: list[Verdict | None] = []
+        accepted: list[tuple[int, Received, datetime]] = []
+        for message, item in run:
+            now = message.received_at.astimezone(UTC)
+            checked = item if isinstance(item, _Refused) else self._check_sender(item, devices)
+            if isinstance(checked, _Refused):
+                self._dead_letter(uow, message, checked, now)
+                verdicts.append(Verdict.REFUSED)
+                continue
+            accepted.append((len(verdicts), checked, now))
+            verdicts.append(None)
+        stored = uow.events.add_many([self._event(received, now) for _, received, now in accepted])
+        changed: dict[str, Device] = {}
+        for (index, received, now), event in zip(accepted, stored, strict=True):
+            if event is None:
+                verdicts[index] = Verdict.DUPLICATE
+                continue
+            device_id = received.envelope.device
+            devices[device_id] = changed[device_id] = self._act(
+                uow, devices[device_id], received.envelope, now
+            )
+            verdicts[index] = Verdict.STORED
+        uow.devices.update_many(list(changed.values()))
+        return [verdict or Verdict.REFUSED for verdict in verdicts]
+
+    def _check_sender(self, received: Received, devices: dict[str, Device]) -> Received | _Refused:
+        """The message if its device may send and signed it, else why not."""
+        device_id = received.envelope.device
+        try:
+            device = self._device(devices.get(device_id), device_id)
+            verify(received, self._ring(device))
+        except _Refused as refused:
+            return refused
+        except ProtocolError as exc:
+            return _Refused(exc.code.value, exc.detail, exc.field)
+        return received
+
+    @staticmethod
+    def _device(device: Device | None, device_id: str) -> Device:
         if device is None:
             raise _Refused("E_UNKNOWN_DEVICE", f"device {device_id} is not registered", "device")
         if device.status is DeviceStatus.RETIRED:
@@ -216,28 +279,23 @@ class IngestService:
         self._keys[device.device_id] = (device.public_key, ring)
         return ring
 
-    def _store(self, uow: UnitOfWork, received: Received, now: datetime) -> bool:
-        """Store the message as an event; False if (device, msg_id) is already stored (a duplicate).
-
-        ``events.add`` finds the duplicate itself, so no separate ``exists`` query is needed.
-        """
+    @staticmethod
+    def _event(received: Received, now: datetime) -> DeviceEvent:
         envelope = received.envelope
-        stored = uow.events.add(
-            DeviceEvent(
-                device_id=envelope.device,
-                msg_id=envelope.msg_id,
-                type=envelope.type,
-                boot_id=envelope.boot_id,
-                seq=envelope.seq,
-                device_ts=datetime.fromtimestamp(envelope.ts / 1000, UTC),
-                received_at=now,
-                body=envelope.body.model_dump(mode="json", by_alias=True, exclude_none=True),
-                corr_id=envelope.corr_id,
-            )
+        return DeviceEvent(
+            device_id=envelope.device,
+            msg_id=envelope.msg_id,
+            type=envelope.type,
+            boot_id=envelope.boot_id,
+            seq=envelope.seq,
+            device_ts=datetime.fromtimestamp(envelope.ts / 1000, UTC),
+            received_at=now,
+            body=envelope.body.model_dump(mode="json", by_alias=True, exclude_none=True),
+            corr_id=envelope.corr_id,
         )
-        return stored is not None
 
-    def _act(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
+    def _act(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> Device:
+        """Act on a stored message; returns the device as the message left it (the caller writes it)."""
         body = envelope.body
         before = device.presence
         self._resync_gap(uow, device, envelope, now)
@@ -246,7 +304,7 @@ class IngestService:
             status = DeviceStatus.ACTIVE
         presence = apply_message(before, envelope, now)
         firmware = body.firmware if isinstance(body, Birth) else device.firmware
-        uow.devices.update(dataclasses.replace(device, presence=presence, status=status, firmware=firmware))
+        updated = dataclasses.replace(device, presence=presence, status=status, firmware=firmware)
         stale_death = is_stale_death(before, envelope)
         facts = alarm_facts(envelope, patient_id=None, stale_death=stale_death)
         if facts.raised:  # the patient only matters for raised alarms: no binding query for the rest
@@ -270,6 +328,7 @@ class IngestService:
             self._rolls.on_pouch_scanned(uow, device, envelope, now)
         elif isinstance(body, RollEmpty):
             self._rolls.on_roll_empty(uow, device, envelope, now)
+        return updated
 
     def _resync_gap(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
         presence = device.presence

@@ -52,14 +52,14 @@ _EVENT_COLUMNS = (
 
 @cache
 def _insert_event(dialect_name: str) -> Any:  # noqa: ANN401 - a dialect's Insert; built once, run per event
-    """``INSERT ... ON CONFLICT (device_id, msg_id) DO NOTHING RETURNING id`` with bind parameters."""
+    """``INSERT ... ON CONFLICT (device_id, msg_id) DO NOTHING RETURNING id, device_id, msg_id``."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     table = metadata.tables[DeviceEventRow.__tablename__]
     return (
         dialect.insert(table)
         .values({name: sa.bindparam(name, type_=table.c[name].type) for name in _EVENT_COLUMNS})
         .on_conflict_do_nothing(index_elements=["device_id", "msg_id"])
-        .returning(table.c.id)
+        .returning(table.c.id, table.c.device_id, table.c.msg_id)
     )
 
 
@@ -68,13 +68,32 @@ class SqlEventRepository(SqlRepository):
 
     def add(self, event: DeviceEvent) -> DeviceEvent | None:
         """Store an event of an existing device; ``None`` if it is a duplicate."""
-        event = rules.normalise(event)
-        if not self._device_exists(event.device_id):
-            raise NotFoundError(rules.missing("device", event.device_id))
+        (stored,) = self.add_many([event])
+        return stored
+
+    def add_many(self, events: Sequence[DeviceEvent]) -> list[DeviceEvent | None]:
+        """The insert of ``add`` run as one executemany (SQLAlchemy's "insertmanyvalues" batches it).
+
+        The inserted rows come back with their keys (in no promised order), and each key's id goes to its
+        first occurrence in ``events``: a later one with the same key is the in-batch duplicate that
+        ``DO NOTHING`` skipped.
+        """
+        if not events:
+            return []
+        events = [rules.normalise(event) for event in events]
+        rows = self._device_rows([event.device_id for event in events])
+        for event in events:
+            if event.device_id not in rows:
+                raise NotFoundError(rules.missing("device", event.device_id))
         statement = _insert_event(self._session.get_bind().dialect.name)
-        values = {name: getattr(event, name) for name in _EVENT_COLUMNS}
-        new_id = self._session.exec(statement, params=values).scalar_one_or_none()
-        return None if new_id is None else rules.with_id(event, new_id)
+        params = [{name: getattr(event, name) for name in _EVENT_COLUMNS} for event in events]
+        inserted = self._session.connection().execute(statement, params)
+        ids = {(device_id, msg_id): new_id for new_id, device_id, msg_id in inserted}
+        results: list[DeviceEvent | None] = []
+        for event in events:
+            new_id = ids.pop((event.device_id, event.msg_id), None)
+            results.append(None if new_id is None else rules.with_id(event, new_id))
+        return results
 
     def exists(self, device_id: str, msg_id: str) -> bool:
         """Whether (device_id, msg_id) is stored."""

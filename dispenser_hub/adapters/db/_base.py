@@ -29,7 +29,7 @@ from dispenser_hub.adapters.db.tables import DeviceRow, PatientRow, metadata
 from dispenser_hub.ports import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
     from sqlmodel import Session
     from sqlmodel.sql.expression import SelectOfScalar
@@ -40,6 +40,8 @@ _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>[\w., ]+)")
 _PG_UNIQUE_VIOLATION = "23505"
 _PG_FOREIGN_KEY_VIOLATION = "23503"
 _DEVICE_ROWS = "dispenser_hub.device_rows"
+_IN_CHUNK = 500
+"""Most ids in one ``IN (...)`` list (SQLite allows 32,766 bind parameters, PostgreSQL 65,535)."""
 
 
 class SqlRepository:
@@ -72,6 +74,25 @@ class SqlRepository:
         if row is not None:
             rows[device_id] = row
         return row
+
+    def _device_rows(self, device_ids: Collection[str]) -> dict[str, DeviceRow]:
+        """The rows of the ``device_ids`` that exist: cached ones, the rest in one query (then cached)."""
+        rows: dict[str, DeviceRow] = self._session.info.setdefault(_DEVICE_ROWS, {})
+        found: dict[str, DeviceRow] = {}
+        missing: list[str] = []
+        for device_id in dict.fromkeys(device_ids):
+            row = rows.get(device_id)
+            if row is not None and sa.inspect(row).persistent:
+                found[device_id] = row
+            else:
+                missing.append(device_id)
+        for start in range(0, len(missing), _IN_CHUNK):
+            statement = select(DeviceRow).where(
+                col(DeviceRow.device_id).in_(missing[start : start + _IN_CHUNK])
+            )
+            for row in self._session.exec(statement):
+                rows[row.device_id] = found[row.device_id] = row
+        return found
 
     def _patient_exists(self, patient_id: int) -> bool:
         return self._session.get(PatientRow, patient_id) is not None

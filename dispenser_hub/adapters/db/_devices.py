@@ -7,18 +7,22 @@ here. References are checked before uniqueness, as in ``adapters.memory``.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, or_, select
 
 from dispenser_hub.adapters import storage_rules as rules
-from dispenser_hub.adapters.db._base import SqlRepository
-from dispenser_hub.adapters.db.tables import BindingRow, DeviceRow, EnrollmentCodeRow
+from dispenser_hub.adapters.db._base import SqlRepository, integrity_error
+from dispenser_hub.adapters.db.tables import BindingRow, DeviceRow, EnrollmentCodeRow, metadata
 from dispenser_hub.domain.model import Binding, Device, DeviceStatus, EnrollmentCode, Presence
 from dispenser_hub.ports import ConflictError, NotFoundError
 from firmware_protocol.messages import Family
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
     from datetime import datetime
 
 
@@ -40,6 +44,10 @@ class SqlDeviceRepository(SqlRepository):
         row = self._row(device_id)
         return None if row is None else _device(row)
 
+    def get_many(self, device_ids: Collection[str]) -> dict[str, Device]:
+        """The stored devices among ``device_ids``, by id (one query; the rows join the session's cache)."""
+        return {row.device_id: _device(row) for row in self._device_rows(device_ids).values()}
+
     def get_by_serial(self, serial: str) -> Device | None:
         """The device with this serial number."""
         row = self._session.exec(select(DeviceRow).where(col(DeviceRow.serial) == serial)).first()
@@ -58,6 +66,36 @@ class SqlDeviceRepository(SqlRepository):
                 setattr(row, name, value)
         self._flush(self._messages(device))
         return device
+
+    def update_many(self, devices: Sequence[Device]) -> None:
+        """Replace several stored devices with one executemany ``UPDATE`` (all or nothing).
+
+        Every check comes first: the rows exist (one query for those not cached), ids and serials are
+        distinct in the batch, and a changed serial is not another device's. The session's cached rows of
+        these devices are then expired, so a later read in this transaction sees the new values.
+        """
+        if not devices:
+            return
+        rules.check_distinct([device.device_id for device in devices], "device_id")
+        rules.check_distinct([device.serial for device in devices], "serial")
+        devices = [rules.normalise(device) for device in devices]
+        rows = self._device_rows([device.device_id for device in devices])
+        for device in devices:
+            row = rows.get(device.device_id)
+            if row is None:
+                raise NotFoundError(rules.missing("device", device.device_id))
+            if device.serial != row.serial:
+                self._check_serial(device)
+        self._session.flush()  # pending ORM changes first, so the UPDATE is the last word
+        values = [_device_values(device) for device in devices]
+        statement = _update_device(tuple(values[0]))
+        params = [{f"b_{name}": value for name, value in row.items()} for row in values]
+        try:
+            self._session.connection().execute(statement, params)
+        except IntegrityError as exc:
+            raise integrity_error(exc, self._messages(devices[0])) from exc
+        for row in rows.values():
+            self._session.expire(row)
 
     def select(
         self, *, status: DeviceStatus | None = None, offset: int = 0, limit: int = 100
@@ -208,6 +246,17 @@ class SqlBindingRepository(SqlRepository):
         other = self.active_for_patient(binding.patient_id)
         if other is not None and other.id != own_id:
             raise ConflictError(rules.patient_already_bound(binding.patient_id))
+
+
+@cache
+def _update_device(names: tuple[str, ...]) -> sa.Update:
+    """``UPDATE ... SET <names> WHERE device_id = :b_device_id`` (bind names ``b_<column>``), built once."""
+    table = metadata.tables[DeviceRow.__tablename__]
+    return (
+        sa.update(table)
+        .where(table.c.device_id == sa.bindparam("b_device_id"))
+        .values({name: sa.bindparam(f"b_{name}", type_=table.c[name].type) for name in names})
+    )
 
 
 def _device_values(device: Device) -> dict[str, Any]:

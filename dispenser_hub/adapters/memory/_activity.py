@@ -46,6 +46,12 @@ class MemoryEventRepository(MemoryRepository):
         tables.event_keys.put(key, stored_id(stored))
         return stored
 
+    def add_many(self, events: Sequence[DeviceEvent]) -> list[DeviceEvent | None]:
+        """``add`` each in order; nothing stored if a device does not exist."""
+        for event in events:
+            self._require_device(event.device_id)
+        return [self.add(event) for event in events]
+
     def exists(self, device_id: str, msg_id: str) -> bool:
         """Whether (device_id, msg_id) is stored."""
         return (device_id, msg_id) in self._tables.event_keys.rows

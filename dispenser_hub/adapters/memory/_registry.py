@@ -15,6 +15,7 @@ from dispenser_hub.domain.model import DeviceStatus
 from dispenser_hub.ports import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
     from datetime import datetime
 
     from dispenser_hub.adapters.memory._tables import Tables, Transaction
@@ -149,6 +150,11 @@ class MemoryDeviceRepository(MemoryRepository):
         """The device with this protocol id."""
         return self._tables.devices.rows.get(device_id)
 
+    def get_many(self, device_ids: Collection[str]) -> dict[str, Device]:
+        """The stored devices among ``device_ids``, by id."""
+        rows = self._tables.devices.rows
+        return {device_id: rows[device_id] for device_id in device_ids if device_id in rows}
+
     def get_by_serial(self, serial: str) -> Device | None:
         """The device with this serial number."""
         return next((d for d in self._tables.devices.rows.values() if d.serial == serial), None)
@@ -160,6 +166,18 @@ class MemoryDeviceRepository(MemoryRepository):
         stored = rules.normalise(device)
         self._tx.write().devices.put(stored.device_id, stored)
         return stored
+
+    def update_many(self, devices: Sequence[Device]) -> None:
+        """``update`` each, all or nothing (every check before the first write)."""
+        rules.check_distinct([device.device_id for device in devices], "device_id")
+        rules.check_distinct([device.serial for device in devices], "serial")
+        for device in devices:
+            self._require_device(device.device_id)
+            self._check_serial(device)
+        stored = [rules.normalise(device) for device in devices]
+        table = self._tx.write().devices
+        for device in stored:
+            table.put(device.device_id, device)
 
     def select(
         self, *, status: DeviceStatus | None = None, offset: int = 0, limit: int = 100

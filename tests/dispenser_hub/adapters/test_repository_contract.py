@@ -268,6 +268,54 @@ def test_device_update_rules(backend: Backend) -> None:
         assert uow.devices.get("RM3-000017") == retired
 
 
+def test_devices_read_and_written_in_batches(backend: Backend) -> None:
+    with backend.uow_factory() as uow:
+        seventeen, eighteen, nineteen = (uow.devices.add(device(n)) for n in (17, 18, 19))
+        uow.commit()
+    seen = Presence(online=True, last_seen_at=T0 + timedelta(minutes=3), boot_id="B2", last_seq=7)
+    with backend.uow_factory() as uow:
+        assert uow.devices.get_many(["RM3-000019", "RM3-000099", "RM3-000017"]) == {
+            "RM3-000017": seventeen,
+            "RM3-000019": nineteen,
+        }
+        assert uow.devices.get_many([]) == {}
+        uow.devices.get("RM3-000018")  # read before the batch write: a later read must see the new values
+        changed = [
+            replace(eighteen, status=DeviceStatus.ACTIVE, firmware="3.2.0", presence=seen),
+            replace(seventeen, presence=replace(seen, battery_pct=40)),
+        ]
+        uow.devices.update_many(changed)
+        uow.devices.update_many([])
+        assert uow.devices.get("RM3-000018") == changed[0]
+        assert uow.devices.get_many(["RM3-000017", "RM3-000018"]) == {
+            "RM3-000017": changed[1],
+            "RM3-000018": changed[0],
+        }
+        uow.commit()
+    with backend.uow_factory() as uow:
+        assert uow.devices.get_many(["RM3-000017", "RM3-000018", "RM3-000019"]) == {
+            "RM3-000017": changed[1],
+            "RM3-000018": changed[0],
+            "RM3-000019": nineteen,
+        }
+
+
+def test_a_batch_device_write_is_all_or_nothing(backend: Backend) -> None:
+    with backend.uow_factory() as uow:
+        seventeen, eighteen, _ = (uow.devices.add(device(n)) for n in (17, 18, 19))
+        active = replace(seventeen, status=DeviceStatus.ACTIVE)
+        with pytest.raises(NotFoundError, match=r"^device RM3-000099 does not exist$"):
+            uow.devices.update_many([active, device(99)])
+        with pytest.raises(ConflictError, match=r"^serial number SN-000019 is already registered"):
+            uow.devices.update_many([active, replace(eighteen, serial="SN-000019")])
+        with pytest.raises(ValueError, match=r"^device_id RM3-000017 occurs twice in one batch$"):
+            uow.devices.update_many([active, seventeen])
+        assert uow.devices.get_many(["RM3-000017", "RM3-000018"]) == {
+            "RM3-000017": seventeen,
+            "RM3-000018": eighteen,
+        }
+
+
 def test_devices_select_by_status_in_registration_order(backend: Backend) -> None:
     with backend.uow_factory() as uow:
         for number in (30, 10, 20, 40):

@@ -86,6 +86,42 @@ def test_an_event_is_stored_once_per_device_and_message_id(backend: Backend) -> 
         assert uow.events.count() == 2
 
 
+def test_events_added_in_one_batch_come_back_in_order_with_duplicates_as_none(backend: Backend) -> None:
+    _with_devices(backend, 17, 18)
+    with backend.uow_factory() as uow:
+        earlier = uow.events.add(event("RM3-000017", "m0"))
+        uow.commit()
+    batch = [
+        event("RM3-000017", "m1", seq=1),
+        event("RM3-000017", "m0"),  # stored before
+        event("RM3-000018", "m1", seq=1),  # same msg_id, other device
+        event("RM3-000017", "m1", seq=9, type_="heartbeat"),  # the batch's own duplicate
+        event("RM3-000017", "m2", seq=2, body={"ø": [1, None]}),
+    ]
+    with backend.uow_factory() as uow:
+        results = uow.events.add_many(batch)
+        assert [r is not None for r in results] == [True, False, True, False, True]
+        assert uow.events.add_many([]) == []
+        uow.commit()
+    stored = [r for r in results if r is not None]
+    assert [(r.device_id, r.msg_id, r.seq) for r in stored] == [
+        ("RM3-000017", "m1", 1),
+        ("RM3-000018", "m1", 1),
+        ("RM3-000017", "m2", 2),
+    ]
+    with backend.uow_factory() as uow:
+        assert uow.events.select() == [*reversed(stored), earlier]  # ids in batch order
+        assert uow.events.count() == 4
+
+
+def test_a_batch_of_events_with_an_unknown_device_stores_nothing(backend: Backend) -> None:
+    _with_devices(backend, 17)
+    with backend.uow_factory() as uow:
+        with pytest.raises(NotFoundError, match=r"^device RM3-000099 does not exist$"):
+            uow.events.add_many([event("RM3-000017", "m1"), event("RM3-000099", "m1")])
+        assert uow.events.count() == 0
+
+
 def test_events_newest_first_filtered_by_device_and_type(backend: Backend) -> None:
     _with_devices(backend, 17, 18)
     with backend.uow_factory() as uow:

@@ -128,6 +128,50 @@ def test_each_message_is_stored_once_and_duplicates_are_acknowledged(hub: HubUnd
         assert uow.events.count(device_id=device.device_id) == 3  # prov.request, birth, heartbeat
 
 
+def test_one_batch_acts_as_its_messages_would_one_by_one(hub: HubUnderTest) -> None:
+    """Storage is batched (one read, one insert, one write-back); what each message sees is not."""
+    newcomer, known = Device.create("RM3-000021"), Device.create("RM3-000022")
+    enrolled(hub, known)
+    _, code = hub.registry.register_device(
+        newcomer.device_id,
+        serial=newcomer.identity.serial,
+        family=newcomer.identity.family,
+        model="RM3",
+        by="op",
+    )
+    now = hub.clock.now()
+    forged = Device.create()
+    forged.identity = type(forged.identity).create(known.device_id, known.identity.family)
+    beat = known.message(Heartbeat, now)
+    batch = [
+        newcomer.birth(now),  # before its enrollment request: not enrolled yet
+        newcomer.enrollment(code.code, now),
+        newcomer.birth(now),  # after it, in the same batch: verified with the key just registered
+        beat,
+        beat,
+        known.message(DoseTaken, now, seq=9),  # a gap: 3..8 are asked for again
+        forged.message(Heartbeat, now),
+    ]
+    verdicts = hub.deliver(*batch)
+    assert verdicts == [
+        Verdict.REFUSED,
+        Verdict.STORED,
+        Verdict.STORED,
+        Verdict.STORED,
+        Verdict.DUPLICATE,
+        Verdict.STORED,
+        Verdict.REFUSED,
+    ]
+    with hub.store() as uow:
+        devices = uow.devices.get_many([newcomer.device_id, known.device_id])
+        letters = sorted(letter.reason for letter in uow.dead_letters.select())
+        resyncs = [c.body for c in uow.commands.select(device_id=known.device_id) if c.type == "cmd.resync"]
+    assert devices[newcomer.device_id].status is DeviceStatus.ACTIVE
+    assert devices[known.device_id].presence.last_seq == 9
+    assert letters == ["E_NOT_ENROLLED", "E_UNKNOWN_KEY"]
+    assert [(r["from_seq"], r["to_seq"]) for r in resyncs] == [(3, 8)]
+
+
 def test_refused_messages_are_dead_lettered_with_their_reason(hub: HubUnderTest) -> None:
     device = Device.create()
     enrolled(hub, device)
