@@ -26,6 +26,7 @@ from dispenser_hub.services.ingest import IngestLimits, IngestService
 from dispenser_hub.services.presence import PresenceMonitor
 from dispenser_hub.services.provisioning import Provisioning
 from dispenser_hub.services.registry import Registry
+from dispenser_hub.services.schedules import ScheduleService, ScheduleSweep
 from dispenser_hub.settings import Environment, Settings
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 SEND_EVERY_S = 1.0
 SWEEP_EVERY_S = 30.0
+SCHEDULE_EVERY_S = 300.0
+"""Schedules are refreshed on every change anyway; the timer moves the horizon on and checks 3.8."""
 CA_ORGANISATION = "dispenser-hub"
 
 
@@ -52,6 +55,7 @@ class Hub:
     ingest: IngestService
     commands: CommandSender
     presence: PresenceMonitor
+    schedules: ScheduleSweep
     mqtt: HubMqttClient
     jobs: PeriodicJobs = field(default_factory=PeriodicJobs)
     started: bool = False
@@ -61,6 +65,7 @@ class Hub:
         self.mqtt.start()
         self.jobs.every(SEND_EVERY_S, self.commands.send_due, name="send-commands")
         self.jobs.every(SWEEP_EVERY_S, self.presence.sweep, name="no-contact-sweep")
+        self.jobs.every(SCHEDULE_EVERY_S, self.schedules.sweep, name="schedule-sweep")
         self.jobs.start()
         self.started = True
 
@@ -139,6 +144,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     )
     ca = load_ca(settings, clock.now().astimezone(UTC))
     sender = HubSender(ca.hub_signer)
+    schedules = ScheduleService()
     ingest = IngestService(
         uow_factory,
         Provisioning(ca, ca.hub_signer, protector),
@@ -147,6 +153,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
             burst_threshold=settings.security_burst_threshold,
             burst_window=timedelta(seconds=settings.security_burst_window_s),
         ),
+        schedules=schedules,
     )
     address = settings.broker_address
     mqtt = HubMqttClient(address, settings.mqtt_client_id, ingest.handle, now=clock.now)
@@ -154,4 +161,5 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     presence = PresenceMonitor(
         uow_factory, clock, allowed_silence=timedelta(seconds=settings.no_contact_after_s)
     )
-    return Hub(settings, engine, uow_factory, clock, ca, registry, ingest, commands, presence, mqtt)
+    sweep = ScheduleSweep(uow_factory, clock, schedules)
+    return Hub(settings, engine, uow_factory, clock, ca, registry, ingest, commands, presence, sweep, mqtt)

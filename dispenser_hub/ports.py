@@ -31,9 +31,12 @@ if TYPE_CHECKING:
         DeadLetter,
         Device,
         DeviceEvent,
+        DeviceSchedule,
         DeviceStatus,
+        DoseSettings,
         EnrollmentCode,
         Patient,
+        PauseRecord,
     )
     from dispenser_hub.domain.pouches import RollManifest
     from dispenser_hub.domain.rolls import RollLoad
@@ -299,6 +302,36 @@ class AuditRepository(Protocol):
         ...
 
 
+class ScheduleRepository(Protocol):
+    """Per patient: dose settings and pauses; per device: the schedule (config) built and its answers."""
+
+    def settings(self, patient_id: int) -> DoseSettings | None:
+        """The patient's dose settings; ``None``: the defaults apply."""
+        ...
+
+    def put_settings(self, settings: DoseSettings) -> DoseSettings:
+        """Store (replace) the patient's settings; ``NotFoundError`` if there is no such patient."""
+        ...
+
+    def add_pause(self, record: PauseRecord) -> PauseRecord:
+        """Store a new pause; ``NotFoundError`` if there is no such patient."""
+        ...
+
+    def get_pause(self, pause_id: int) -> PauseRecord | None: ...
+    def update_pause(self, record: PauseRecord) -> PauseRecord:
+        """Replace the stored pause (``NotFoundError`` if there is none)."""
+        ...
+
+    def pauses(self, patient_id: int, *, ending_after: datetime | None = None) -> list[PauseRecord]:
+        """The patient's pauses by start (then id); with ``ending_after``, those whose end is later."""
+        ...
+
+    def device_schedule(self, device_id: str) -> DeviceSchedule | None: ...
+    def put_device_schedule(self, schedule: DeviceSchedule) -> DeviceSchedule:
+        """Store (replace) the device's schedule state; ``NotFoundError`` if there is no such device."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository (see the module docstring)."""
 
@@ -313,6 +346,7 @@ class UnitOfWork(Protocol):
     commands: CommandRepository
     alarms: AlarmRepository
     rolls: RollRepository
+    schedules: ScheduleRepository
     audit: AuditRepository
 
     def commit(self) -> None: ...

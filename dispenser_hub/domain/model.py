@@ -12,6 +12,7 @@ in a log line does not leak them.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from dispenser_hub.domain.schedules import DoseWindow, Pause
     from firmware_protocol.messages import Family
 
 
@@ -215,6 +217,8 @@ class CommandStatus(enum.StrEnum):
     """The device refused it; ``result`` says why."""
     EXPIRED = "expired"
     """Not acknowledged before its deadline."""
+    SUPERSEDED = "superseded"
+    """Replaced by a newer command of the same kind before it was answered (a newer config version)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,3 +328,59 @@ class AuditEntry:
     """What was acted on, e.g. ``device:RM3-000017``, ``patient:12``."""
     detail: str = ""
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DoseSettings:
+    """A patient's dose window and reminder ladder (``schedules.DoseWindow``), and who set them when."""
+
+    patient_id: int
+    window: DoseWindow
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRecord:
+    """A pause of a patient's doses (hospital, travel): who entered it, and who ended it early, if anyone."""
+
+    patient_id: int
+    pause: Pause
+    created_at: datetime
+    created_by: str
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+    id: int | None = None
+
+    def effective(self) -> Pause | None:
+        """The pause as it stands: cut at ``ended_at``; ``None`` if it was ended before it began."""
+        if self.ended_at is None or self.ended_at >= self.pause.end:
+            return self.pause
+        if self.ended_at <= self.pause.start:
+            return None
+        return dataclasses.replace(self.pause, end=self.ended_at)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSchedule:
+    """The schedule (``config``) the hub last built for a device, and what the device answered.
+
+    ``digest`` identifies the content apart from the version: a rebuild with the same digest is not sent
+    again. ``applied_version`` is the version the device last reported applied (``schedule.applied``, or
+    ``birth``/``state``); ``rejected_*`` the last ``schedule.rejected``.
+    """
+
+    device_id: str
+    version: int
+    digest: str
+    config: dict[str, object]
+    """The ``config`` body as sent (JSON)."""
+    built_at: datetime
+    command_msg_id: str | None = None
+    slots: int = 0
+    first_due: datetime | None = None
+    last_due: datetime | None = None
+    applied_version: int | None = None
+    applied_at: datetime | None = None
+    rejected_version: int | None = None
+    rejected_reason: str | None = None

@@ -41,17 +41,22 @@ from dispenser_hub.ports import StorageUnavailableError
 from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 from dispenser_hub.services.downlink import answer, enqueue
 from dispenser_hub.services.rolls import RollService
+from dispenser_hub.services.schedules import ScheduleService
 from firmware_protocol import MAX_SKEW_MS, KeyRing, ProtocolError, decode, is_device_id, verify
 from firmware_protocol.messages import (
     Birth,
     CommandAck,
     CommandNack,
+    Heartbeat,
     PouchScanned,
     ProvisionRequest,
     Resync,
     RollEmpty,
     RollLoaded,
+    ScheduleApplied,
+    ScheduleRejected,
     SetTime,
+    State,
 )
 from firmware_protocol.receiver import SEQUENCE_EXEMPT
 from firmware_protocol.signing import b64url_decode, public_key_from_raw
@@ -124,6 +129,7 @@ class IngestService:
         *,
         limits: IngestLimits | None = None,
         check_skew: bool = True,
+        schedules: ScheduleService | None = None,
     ) -> None:
         """Store through ``uow_factory``; enrollment requests go to ``provisioning``."""
         self._uow_factory = uow_factory
@@ -133,6 +139,7 @@ class IngestService:
         self._keys: dict[str, tuple[str, KeyRing]] = {}
         self.counters = IngestCounters()
         self._rolls = RollService()
+        self._schedules = schedules or ScheduleService()
 
     def handle(self, batch: Sequence[Inbound]) -> list[Verdict]:
         """Process ``batch`` in one transaction; returns one verdict per message, in order."""
@@ -322,13 +329,28 @@ class IngestService:
         if isinstance(body, Birth) and (not body.clock_synced or abs(envelope.ts - _ms(now)) > MAX_SKEW_MS):
             set_time = SetTime(expires=_ms(now + COMMAND_TTL), now=_ms(now))
             enqueue(uow, device.device_id, set_time, by=SYSTEM, now=now)
-        if isinstance(body, RollLoaded):
-            self._rolls.on_roll_loaded(uow, device, envelope, now)
+        held = body.schedule_version if isinstance(body, Birth | State | Heartbeat) else None
+        if held is not None and held != before.schedule_version:  # once per change, not per heartbeat
+            self._schedules.on_applied(uow, updated, held, now)
+        self._dispense(uow, updated, envelope, now)
+        return updated
+
+    def _dispense(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
+        """Rolls and schedules: verdicts, pouch checks, and the schedule the device should hold."""
+        body = envelope.body
+        if isinstance(body, RollLoaded | RollEmpty):
+            if isinstance(body, RollLoaded):
+                self._rolls.on_roll_loaded(uow, device, envelope, now)
+            else:
+                self._rolls.on_roll_empty(uow, device, envelope, now)
+            self._schedules.refresh(uow, device, now)
         elif isinstance(body, PouchScanned):
             self._rolls.on_pouch_scanned(uow, device, envelope, now)
-        elif isinstance(body, RollEmpty):
-            self._rolls.on_roll_empty(uow, device, envelope, now)
-        return updated
+        elif isinstance(body, ScheduleApplied):
+            self._schedules.on_applied(uow, device, body.version, now)
+        elif isinstance(body, ScheduleRejected):
+            reason = f"{body.reason}: {body.detail or ''} ({body.field or 'whole config'})"
+            self._schedules.on_rejected(uow, device, body.version, reason, now)
 
     def _resync_gap(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
         presence = device.presence

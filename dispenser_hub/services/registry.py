@@ -29,6 +29,7 @@ from dispenser_hub.domain.national_id import NationalId
 from dispenser_hub.domain.rolls import RollEndReason, end_load
 from dispenser_hub.ports import ConflictError
 from dispenser_hub.services.provisioning import code_hash
+from dispenser_hub.services.schedules import ScheduleService
 from firmware_protocol import is_device_id
 
 if TYPE_CHECKING:
@@ -86,12 +87,14 @@ class Registry:
         clock: Clock,
         *,
         code_ttl: timedelta = timedelta(days=7),
+        schedules: ScheduleService | None = None,
     ) -> None:
-        """Store through ``uow_factory``; hash codes with ``protector``."""
+        """Store through ``uow_factory``; hash codes with ``protector``; schedules by ``schedules``."""
         self._uow_factory = uow_factory
         self._protector = protector
         self._clock = clock
         self._code_ttl = code_ttl
+        self._schedules = schedules or ScheduleService()
 
     def _now(self) -> datetime:
         return self._clock.now().astimezone(UTC)
@@ -212,6 +215,7 @@ class Registry:
             retired = uow.devices.update(
                 dataclasses.replace(device, status=DeviceStatus.RETIRED, retired_at=now)
             )
+            self._schedules.check(uow, retired, None, offers=None, now=now)  # out of service: no 3.8
             uow.audit.add(AuditEntry(now, by, "device.retire", f"device:{device_id}", reason.strip()))
             uow.commit()
         return retired
@@ -250,6 +254,7 @@ class Registry:
             uow.audit.add(
                 AuditEntry(now, by, "binding.create", f"device:{device_id}", f"patient {patient_id}")
             )
+            self._schedules.refresh(uow, device, now)
             uow.commit()
         return stored
 
@@ -258,7 +263,7 @@ class Registry:
         _require_text(reason, "reason", "say why (e.g. 'patient moved to a nursing home')")
         now = self._now()
         with self._uow_factory() as uow:
-            self._device(uow, device_id)
+            device = self._device(uow, device_id)
             try:
                 ended = unbind(uow.bindings.active_for_device(device_id), by=by, reason=reason, now=now)
             except BindingError as exc:
@@ -268,6 +273,7 @@ class Registry:
                 AuditEntry(now, by, "binding.end", f"device:{device_id}", f"patient {ended.patient_id}")
             )
             _end_roll_load(uow, device_id, by=by, now=now)
+            self._schedules.refresh(uow, device, now)  # an empty config: the old patient's doses go
             uow.commit()
         return stored
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dispenser_hub.services.manifest_service import ManifestImporter
+from dispenser_hub.services.schedule_admin import PatientSchedules
 from dispenser_hub.web.tokens import TokenTable
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ class ApiContext:
     ``tokens`` maps each API token to its operator name (``operator_tokens`` builds it from the settings).
     ``health``, when given, returns what the health route shows next to the status (MQTT connected, outbox
     backlog...): never patient data, since that route is open. ``manifests`` imports roll manifests; by
-    default one over ``uow_factory`` and ``clock``.
+    default one over ``uow_factory`` and ``clock``; so does ``schedules`` (dose settings, pauses).
     """
 
     uow_factory: UnitOfWorkFactory
@@ -32,6 +33,7 @@ class ApiContext:
     version: str
     health: Callable[[], dict[str, object]] | None = None
     manifests: ManifestImporter | None = None
+    schedules: PatientSchedules | None = None
     token_table: TokenTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -39,6 +41,8 @@ class ApiContext:
         object.__setattr__(self, "token_table", TokenTable(self.tokens))
         if self.manifests is None:
             object.__setattr__(self, "manifests", ManifestImporter(self.uow_factory, self.clock))
+        if self.schedules is None:
+            object.__setattr__(self, "schedules", PatientSchedules(self.uow_factory, self.clock))
 
     @property
     def manifest_importer(self) -> ManifestImporter:
@@ -46,3 +50,10 @@ class ApiContext:
         if self.manifests is None:  # pragma: no cover - __post_init__ sets it
             raise TypeError("ApiContext.manifests is not set")
         return self.manifests
+
+    @property
+    def patient_schedules(self) -> PatientSchedules:
+        """``schedules`` (always set after construction)."""
+        if self.schedules is None:  # pragma: no cover - __post_init__ sets it
+            raise TypeError("ApiContext.schedules is not set")
+        return self.schedules

@@ -12,7 +12,8 @@ Rules, and why:
 * **Patient identifiers are ciphertext** (``*_enc`` columns, ``FieldProtector`` tokens); ``national_id_hash``
   is the keyed lookup hash that makes ``find_by_national_id`` and its uniqueness work without decrypting.
 * **Rolls** (manifests with their pouches as JSON, roll loads, dispensed pouches) are in ``_roll_tables``,
-  re-exported here, with their own rules.
+  re-exported here, with their own rules; so are **schedules** (dose settings, pauses, device schedule
+  state) in ``_schedule_tables``.
 * **Enums are stored as their string values** (no database enum types: adding a value needs no migration).
 * **Named constraints** (``NAMING_CONVENTION``): the migrations and the error mapping in ``_base`` refer to
   constraints by name, the same on every database.
@@ -36,6 +37,7 @@ from dispenser_hub.adapters.db._columns import (
     time_field,
 )
 from dispenser_hub.adapters.db._roll_tables import DispensedPouchRow, RollLoadRow, RollManifestRow
+from dispenser_hub.adapters.db._schedule_tables import DeviceScheduleRow, DoseSettingsRow, PauseRow
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -49,9 +51,12 @@ __all__ = [
     "DeadLetterRow",
     "DeviceEventRow",
     "DeviceRow",
+    "DeviceScheduleRow",
     "DispensedPouchRow",
+    "DoseSettingsRow",
     "EnrollmentCodeRow",
     "PatientRow",
+    "PauseRow",
     "RollLoadRow",
     "RollManifestRow",
     "TableBase",

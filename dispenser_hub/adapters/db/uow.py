@@ -38,6 +38,7 @@ from dispenser_hub.adapters.db._people import (
     SqlPatientRepository,
 )
 from dispenser_hub.adapters.db._rolls import SqlRollRepository
+from dispenser_hub.adapters.db._schedules import SqlScheduleRepository
 from dispenser_hub.ports import StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
         FieldProtector,
         PatientRepository,
         RollRepository,
+        ScheduleRepository,
     )
 
 
@@ -79,6 +81,7 @@ class SqlUnitOfWork:
         self.commands: CommandRepository = SqlCommandRepository(session, protector)
         self.alarms: AlarmRepository = SqlAlarmRepository(session, protector)
         self.rolls: RollRepository = SqlRollRepository(session, protector)
+        self.schedules: ScheduleRepository = SqlScheduleRepository(session, protector)
         self.audit: AuditRepository = SqlAuditRepository(session, protector)
 
     def commit(self) -> None:

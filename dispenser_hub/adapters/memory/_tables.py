@@ -25,8 +25,11 @@ if TYPE_CHECKING:
         DeadLetter,
         Device,
         DeviceEvent,
+        DeviceSchedule,
+        DoseSettings,
         EnrollmentCode,
         Patient,
+        PauseRecord,
     )
     from dispenser_hub.domain.pouches import RollManifest
     from dispenser_hub.domain.rolls import RollLoad
@@ -121,6 +124,9 @@ class Tables:
     roll_loads: Table[int, RollLoad] = field(default_factory=Table)
     dispensed_pouches: Table[tuple[str, str], DispensedPouch] = field(default_factory=Table)
     """(roll_id, pouch_id) -> when and where it was dispensed (once per pouch)."""
+    dose_settings: Table[int, DoseSettings] = field(default_factory=Table)
+    pauses: Table[int, PauseRecord] = field(default_factory=Table)
+    device_schedules: Table[str, DeviceSchedule] = field(default_factory=Table)
     last_ids: Table[str, int] = field(default_factory=Table)
     """Last id handed out per table name (ids start at 1 and are never reused)."""
 
@@ -144,6 +150,9 @@ class Tables:
             roll_manifests=self.roll_manifests.fork(),
             roll_loads=self.roll_loads.fork(),
             dispensed_pouches=self.dispensed_pouches.fork(),
+            dose_settings=self.dose_settings.fork(),
+            pauses=self.pauses.fork(),
+            device_schedules=self.device_schedules.fork(),
             last_ids=self.last_ids.fork(),
         )
 

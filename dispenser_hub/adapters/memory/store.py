@@ -36,6 +36,7 @@ from dispenser_hub.adapters.memory._registry import (
     MemoryPatientRepository,
 )
 from dispenser_hub.adapters.memory._rolls import MemoryRollRepository
+from dispenser_hub.adapters.memory._schedules import MemoryScheduleRepository
 from dispenser_hub.adapters.memory._tables import Tables, Transaction
 from dispenser_hub.ports import ConflictError
 
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         EventRepository,
         PatientRepository,
         RollRepository,
+        ScheduleRepository,
     )
 
 
@@ -105,6 +107,7 @@ class MemoryUnitOfWork:
         self.commands: CommandRepository = MemoryCommandRepository(self._tx)
         self.alarms: AlarmRepository = MemoryAlarmRepository(self._tx)
         self.rolls: RollRepository = MemoryRollRepository(self._tx)
+        self.schedules: ScheduleRepository = MemoryScheduleRepository(self._tx)
         self.audit: AuditRepository = MemoryAuditRepository(self._tx)
 
     def commit(self) -> None:
