@@ -22,6 +22,7 @@ from dispenser_hub.web.routes import (
     manifests,
     patients,
     records,
+    schedules,
     teams,
 )
 
@@ -52,6 +53,7 @@ TAGS = [
     {"name": "patients", "description": "Patients, their contacts, the audited national id read."},
     {"name": "devices", "description": "Dispensers: registration, enrollment codes, presence, events."},
     {"name": "bindings", "description": "Which patient a dispenser serves, with the history of who and why."},
+    {"name": "schedules", "description": "Dose windows and reminders, pauses, what a dispenser holds."},
     {"name": "commands", "description": "Safe commands to a dispenser through the signed outbox."},
     {"name": "alarms", "description": "The alarm board: list, log, acknowledge, resolve."},
     {"name": "roll manifests", "description": "Pharmacy roll manifests: import JSON or CSV files, read one."},
@@ -81,6 +83,7 @@ def create_app(api: ApiContext) -> FastAPI:
         patients.router,
         devices.router,
         bindings.router,
+        schedules.router,
         commands.router,
         alarms.router,
         manifests.router,
