@@ -138,8 +138,8 @@ class IngestService:
         self._check_skew = check_skew
         self._keys: dict[str, tuple[str, KeyRing]] = {}
         self.counters = IngestCounters()
-        self._rolls = RollService()
         self._schedules = schedules or ScheduleService()
+        self._rolls = RollService(self._schedules)
 
     def handle(self, batch: Sequence[Inbound]) -> list[Verdict]:
         """Process ``batch`` in one transaction; returns one verdict per message, in order."""

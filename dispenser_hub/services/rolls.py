@@ -30,11 +30,12 @@ gathers the facts from storage and carries the decision out.
 and the pouches dispensed from it. Accepted: the pouch is recorded as dispensed. Refused: the wrong-roll
 alarm, and ``cmd.lock`` so the device does not present it.
 
-*Stand-in until schedules exist*: the hub has no dose schedule yet, so the "next due slot" passed to the
-pouch check is the intake time of the manifest's earliest pouch not yet dispensed. This keeps pouches in
-order and each given once, but knows nothing of windows, pauses or cancelled pouches: a pouch the device
-skipped (missed and discarded) blocks the roll until someone acts on the alarm. Replace it with the due
-slot of the device's schedule when schedules are derived (issue 5, "Schedules on the device").
+The "next due slot" passed to the pouch check is the first slot of the dispenser's schedule
+(``ScheduleService.build``: the accepted roll's pouches, the patient's window, pauses) whose window has not
+closed at the scan's time and whose pouch has not been dispensed. The scan's time is the message's own
+timestamp (signed by the device, skew-checked), so a scan replayed after an outage is judged at the moment
+it happened. A pouch whose window closed undispensed (a missed dose) does not block the ones after it; a
+pouch in a pause is no slot at all, so it is refused.
 
 ``roll.empty`` (``on_roll_empty``): the dispenser's active load of that roll ends ``empty``.
 
@@ -49,7 +50,7 @@ from typing import TYPE_CHECKING, Final
 
 from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition
 from dispenser_hub.domain.model import AuditEntry, SubjectKind
-from dispenser_hub.domain.pouches import ALARM_VKP, WRONG_ROLL, PouchScan, judge_pouch
+from dispenser_hub.domain.pouches import ALARM_VKP, WRONG_ROLL, PouchScan, from_ms, judge_pouch
 from dispenser_hub.domain.rolls import (
     BoundPatient,
     ReportedRoll,
@@ -60,6 +61,7 @@ from dispenser_hub.domain.rolls import (
 )
 from dispenser_hub.services.alarm_records import raise_alarm
 from dispenser_hub.services.downlink import enqueue
+from dispenser_hub.services.schedules import ScheduleService
 from firmware_protocol.codes import HUB_CONDITIONS
 from firmware_protocol.messages import Lock, PouchScanned, RollEmpty, RollLoaded, RollVerdict
 
@@ -67,7 +69,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from dispenser_hub.domain.model import Device
-    from dispenser_hub.domain.pouches import RollManifest
     from dispenser_hub.domain.rolls import RollLoad
     from dispenser_hub.ports import UnitOfWork
     from firmware_protocol import Envelope
@@ -97,15 +98,26 @@ def _bound_patient(uow: UnitOfWork, device_id: str) -> BoundPatient | None:
     return BoundPatient.of(patient)
 
 
-def _next_due(manifest: RollManifest | None, dispensed: frozenset[str]) -> datetime | None:
-    """Stand-in for the schedule's next due slot (module docstring): the earliest undispensed pouch."""
-    if manifest is None:
-        return None
-    return next((p.intake_at for p in manifest.pouches if p.pouch_id not in dispensed), None)
-
-
 class RollService:
     """Roll verdicts, pouch checks and roll ends for ingest (see the module docstring)."""
+
+    def __init__(self, schedules: ScheduleService | None = None) -> None:
+        """The next due slot of a dispenser comes from ``schedules``."""
+        self._schedules = schedules or ScheduleService()
+
+    def _next_due(
+        self, uow: UnitOfWork, device: Device, dispensed: frozenset[str], at: datetime
+    ) -> datetime | None:
+        """The due time of the dispenser's next due slot at ``at`` (see the module docstring)."""
+        schedule, _, _ = self._schedules.build(uow, device, at)
+        return next(
+            (
+                slot.due
+                for slot in schedule.slots
+                if slot.pouch_id is not None and slot.pouch_id not in dispensed
+            ),
+            None,
+        )
 
     def on_roll_loaded(
         self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime
@@ -197,7 +209,7 @@ class RollService:
             manifest=manifest,
             scan=scan,
             dispensed=dispensed,
-            next_due_at=_next_due(manifest, dispensed),
+            next_due_at=self._next_due(uow, device, dispensed, from_ms(envelope.ts)),
         )
         if decision.ok:
             assert load is not None  # noqa: S101 - judge_pouch accepts only from an active load

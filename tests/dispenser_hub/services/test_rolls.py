@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dispenser_hub.domain.bindings import unbind
-from dispenser_hub.domain.model import Patient, Responsibility
+from dispenser_hub.domain.model import Patient, PauseRecord, Responsibility
 from dispenser_hub.domain.pouches import DrugLine, Pouch, RollManifest, to_ms
 from dispenser_hub.domain.rolls import EXPLAINS_OVERLAP, RollEndReason
+from dispenser_hub.domain.schedules import Pause
 from dispenser_hub.services.ingest import Verdict
 from dispenser_hub.services.rolls import NEXT_ROLL_ACCEPTED
 from firmware_protocol import KeyRing, decode, verify
@@ -303,7 +304,54 @@ def test_a_pouch_out_of_order_or_without_an_accepted_roll_is_refused(rig: Rig) -
     rig.load(D1, manifest)
     rig.verdict()
 
-    rig.scan(D1, manifest, 1)  # pouch 0 is due first (stand-in for the schedule)
+    rig.scan(D1, manifest, 1)  # pouch 0 is due first: its window is open
+    assert "not the next due pouch" in rig.alarms()[0].detail
+    assert rig.dispensed("R-1") == frozenset()
+
+
+def test_a_missed_pouch_does_not_block_the_next_once_its_window_closed(rig: Rig) -> None:
+    manifest = make_manifest()  # T0+2h, T0+14h, ... ; windows close 2 h after due
+    rig.add(manifest)
+    rig.load(D1, manifest)
+    rig.verdict()
+    rig.hub.clock.advance(5 * HOUR)  # pouch 0 (due T0+2h) was missed: its window closed at T0+4h
+    rig.scan(D1, manifest, 1)
+    assert rig.dispensed("R-1") == {manifest.pouches[1].pouch_id}
+    assert rig.alarms() == []
+
+
+def test_a_scan_replayed_after_an_outage_is_judged_when_it_happened(rig: Rig) -> None:
+    manifest = make_manifest()
+    rig.add(manifest)
+    rig.load(D1, manifest)
+    rig.verdict()
+    pouch = manifest.pouches[0]
+    scanned_at = pouch.intake_at + timedelta(minutes=10)
+    rig.hub.clock.advance(2 * HOUR + 6 * HOUR)  # delivered 6 h later, long after the window closed
+    replayed = rig.devices[D1].message(
+        PouchScanned,
+        scanned_at,
+        roll_id=manifest.roll_id,
+        pouch_id=pouch.pouch_id,
+        printed_patient_ref=manifest.printed_patient_ref,
+        intake_time=to_ms(pouch.intake_at),
+    )
+    assert rig.hub.deliver(replayed) == [Verdict.STORED]
+    assert rig.dispensed("R-1") == {pouch.pouch_id}
+    assert rig.alarms() == []
+
+
+def test_a_pouch_in_a_pause_is_not_due_and_is_refused(rig: Rig) -> None:
+    manifest = make_manifest()
+    rig.add(manifest)
+    rig.load(D1, manifest)
+    rig.verdict()
+    now = rig.hub.clock.now()
+    with rig.hub.store() as uow:
+        pause = Pause(now, now + 6 * HOUR, "hospital")  # covers pouch 0 (T0+2h)
+        uow.schedules.add_pause(PauseRecord(rig.patient_a, pause, now, "op"))
+        uow.commit()
+    rig.scan(D1, manifest, 0)
     assert "not the next due pouch" in rig.alarms()[0].detail
     assert rig.dispensed("R-1") == frozenset()
 
