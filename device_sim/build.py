@@ -51,17 +51,37 @@ def plan_of(spec: DeviceSpec) -> DosePlan:
     )
 
 
-def _loader(spec: DeviceSpec) -> Callable[[int, bool], Roll | Tray]:
+def supply_loader(spec: DeviceSpec) -> Callable[[int, bool], Roll | Tray]:
+    """What a helper loads into ``spec``'s dispenser at ``now_ms``: ``load(now_ms, wrong_patient)``.
+
+    A tray is filled with the next ``TRAY_POTS`` doses. A roll is packed with the next ``ROLL_DAYS`` of
+    doses (``R-<device index>-<load number>``), printed for another patient when ``wrong_patient``; but a
+    right roll while the patient's own roll still has pouches to come is that roll again (the helper who
+    loaded the wrong roll by mistake puts the right one back; nobody opens a new roll mid-roll). Pure
+    apart from its own count and memory, so a hub's pharmacy can predict every roll (``device_sim``
+    callers pass the same times).
+    """
     loads = 0
+    own: Roll | None = None
 
     def load(now_ms: int, wrong_patient: bool) -> Roll | Tray:  # noqa: FBT001 - the loader's signature
-        nonlocal loads
+        nonlocal loads, own
+        if (
+            spec.family is Family.MULTIDOSE_ROLL
+            and not wrong_patient
+            and own is not None
+            and own.left(now_ms)
+        ):
+            return own
         loads += 1
         doses = [d.due_ms for d in spec.doses(now_ms, now_ms + ROLL_DAYS * DAY_MS)]
         if spec.family is Family.DOSE_POT:
             return Tray.fill(f"T-{spec.index:06d}-{loads:03d}", doses[:TRAY_POTS])
         owner = f"other-{spec.index:06d}" if wrong_patient else spec.patient_ref
-        return Roll.pack(f"R-{spec.index:06d}-{loads:03d}", owner, doses)
+        roll = Roll.pack(f"R-{spec.index:06d}-{loads:03d}", owner, doses)
+        if not wrong_patient:
+            own = roll
+        return roll
 
     return load
 
@@ -77,7 +97,7 @@ def build_device(spec: DeviceSpec, *, hub: StandIn | None, enrollment_code: str 
         )
         if enrollment_code is None:
             identity.hub_key = hub.signer.public_key
-    loader = _loader(spec)
+    loader = supply_loader(spec)
     tray = loader(spec.start_ms, False) if spec.family is Family.DOSE_POT else None  # noqa: FBT003
     device = Dispenser.create(
         identity,

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from device_sim.build import supply_loader
+from device_sim.device.supply import Roll
 from device_sim.patient import Forgetful, Overlaid
 from device_sim.ports import FaultKind, PatientAction
 from device_sim.scenario import (
@@ -364,3 +366,20 @@ def test_faults_presets() -> None:
     assert errors(none.replace("faults: none", "faults: lots"))[0].startswith(
         "scenario.yaml:16:5: population[1].faults: expected 'none', 'default' or a mapping"
     )
+
+
+def test_the_right_roll_after_a_wrong_one_is_the_patients_own_roll_again() -> None:
+    spec = load_shipped("wrong_roll_and_travel").devices()[0]
+    load = supply_loader(spec)
+    day = 86_400_000
+    own = load(spec.start_ms, False)  # noqa: FBT003 - the loader's signature
+    wrong = load(spec.start_ms + day, True)  # noqa: FBT003
+    again = load(spec.start_ms + day + 3_600_000, False)  # noqa: FBT003
+    assert isinstance(own, Roll)
+    assert isinstance(wrong, Roll)
+    assert wrong.printed_patient_ref != own.printed_patient_ref
+    assert again is own  # put back, with what was used of it; no new roll opened mid-roll
+    later = load(spec.start_ms + 20 * day, False)  # noqa: FBT003 - the own roll has run out by then
+    assert isinstance(later, Roll)
+    assert later.roll_id not in {own.roll_id, wrong.roll_id}
+    assert later.printed_patient_ref == own.printed_patient_ref
