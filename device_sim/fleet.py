@@ -332,7 +332,10 @@ class Fleet:
                     self._carry_out(link, device.on_disconnected(now))
                 elif isinstance(event, tuple):
                     self.stats.received += 1
+                    topics = device.subscriptions()
                     self._carry_out(link, device.on_message(event[0], event[1], now))
+                    if added := [t for t in device.subscriptions() if t not in topics]:  # it just enrolled
+                        link.subscribe_more(added)
             wakeup = device.next_wakeup()
             now = clock.now_ms()
             if had_events or (wakeup is not None and wakeup <= now):

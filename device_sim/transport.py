@@ -263,6 +263,18 @@ class MqttLink:
         self.counters.published += 1
         return True
 
+    def subscribe_more(self, topics: list[str]) -> None:
+        """Subscribe (QoS 1) to ``topics`` on the live connection (a device that has just enrolled).
+
+        For its command and config topics; the broker then delivers what is retained there. Nothing while
+        not ready: the next connection subscribes to what ``subscriptions`` names then.
+        """
+        if self._state is not LinkState.READY or not topics:
+            return
+        result, _mid = self._client.subscribe([(topic, 1) for topic in topics])
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._error(f"SUBSCRIBE failed: {paho.error_string(result)}")
+
     def drop(self) -> None:
         """Lose the connection abruptly (no DISCONNECT: the broker publishes the will); stay down.
 

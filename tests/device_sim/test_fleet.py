@@ -159,6 +159,40 @@ def test_downlink_message_wakes_the_device_without_time_moving(
     assert [(truth.kind, truth.data) for truth in truths] == [("message", {"payload": "ping"})]
 
 
+class EnrollingDevice(CounterDevice):
+    """Subscribes to its downlink only, until a message there "enrolls" it: then to its config too."""
+
+    @property
+    def config_topic(self) -> str:
+        return f"{self.root}/{self.device_id}/config"
+
+    def subscriptions(self) -> list[str]:
+        return [self.down_topic, self.config_topic] if self.received else [self.down_topic]
+
+
+def test_topics_a_device_gains_on_a_message_are_subscribed_on_the_live_connection(
+    mqtt_broker: MqttBroker, unique_topic_root: str
+) -> None:
+    """As a dispenser that enrolls: its command and config topics start at once, retained config included."""
+    device = EnrollingDevice("SIM-ENROLL-1", unique_topic_root, T0)
+
+    async def scenario(probe: MqttProbe) -> None:
+        async with Fleet(mqtt_broker.url, ManualClock(T0)) as fleet:
+            fleet.add(device)
+            async with asyncio.timeout(5):
+                await fleet.wait_connected(1)
+            probe.publish(device.config_topic, b"config v1", retain=True)  # before: not subscribed yet
+            probe.publish(device.down_topic, b"enrolled")
+            await until(
+                lambda: (device.config_topic, b"config v1") in device.received, what="retained config"
+            )
+            assert device.received[0] == (device.down_topic, b"enrolled")
+            assert device.count("connected") == 1  # the same connection
+
+    with MqttProbe(mqtt_broker) as probe:
+        asyncio.run(scenario(probe))
+
+
 def test_fleet_reconnects_after_broker_restart(
     fresh_mqtt_broker: BrokerFactory, unique_topic_root: str
 ) -> None:
