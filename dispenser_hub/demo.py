@@ -7,8 +7,10 @@ What runs, in start order:
    example messages (samples) it publishes once;
 3. the hub (``HubRuntime``): SQLite and PKI in ``--state-dir`` (a fresh database each run), MQTT ingest,
    timers and the HTTP API on ``--http-port``, following the fleet's accelerated clock;
-4. the simulated fleet (a ``device_sim`` scenario): each device is registered with the hub first and
-   enrolls over MQTT with the code it was given, then is born and reports.
+4. the simulated fleet (a ``device_sim`` scenario): each device is registered with the hub first, bound
+   to a demo patient, and the pharmacy manifests of the rolls it will load are imported
+   (``demo_pharmacy``); it enrolls over MQTT with the code it was given, is born, loads its roll (the hub
+   judges it and sends its schedule) and reports.
 
 Ctrl-C stops everything in reverse order.
 """
@@ -127,6 +129,7 @@ def _hub_and_fleet(
     from device_sim.clock import ScaledClock  # noqa: PLC0415 - heavy imports only for the demo
     from dispenser_hub.adapters.clock import SimulatedClock, SystemClock  # noqa: PLC0415
     from dispenser_hub.demo_fleet import DemoFleet, load_scenario  # noqa: PLC0415
+    from dispenser_hub.demo_pharmacy import set_up_office  # noqa: PLC0415
     from dispenser_hub.runtime import HubRuntime  # noqa: PLC0415
     from dispenser_hub.settings import Settings  # noqa: PLC0415
 
@@ -156,10 +159,12 @@ def _hub_and_fleet(
             spec.device_id, serial=spec.device_id, family=spec.family, model="simulated", by="demo"
         )
         codes[spec.device_id] = code.code
+    set_up_office(scenario, runtime.hub.registry, runtime.hub.uow_factory, now=runtime.hub.clock.now())
     fleet = DemoFleet(
         scenario, address, clock=clock, enrollment_codes=codes, truth_path=state / "truth.jsonl"
     )
     add_keys(fleet.keys, inspector.keys, source=f"scenario {scenario.name}")
+    inspector.keys.add(None, runtime.hub.ca.hub_signer.public_key)  # configs go out before enrollment
     inspector.device_clocks.update(fleet.clocks)
     return runtime, fleet
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 TIMEOUT_S = 20.0
 SAMPLE_DEVICES = {"RM3-000017", "RM3-999999"}
 DEMO_DEVICES = 9
+ROLL_DEVICES = 6
 TOKEN = DEV_API_TOKENS.split(":", 1)[1]  # the demo runs on the development defaults
 FLEET_MESSAGES = 40
 EXPECTED = [
@@ -83,6 +84,22 @@ def _online(api: str) -> int:
     return sum(1 for d in items if d["status"] == "active" and d["presence"]["online"])
 
 
+def _scheduled(api: str) -> list[str]:
+    """The devices holding the latest schedule the hub sent them, with doses in it."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    found = []
+    try:
+        items = httpx.get(f"{api}/devices?limit=100", headers=headers, timeout=5).raise_for_status().json()
+        for device in items["items"]:
+            url = f"{api}/devices/{device['device_id']}/schedule"
+            state = httpx.get(url, headers=headers, timeout=5).raise_for_status().json()
+            if state["version"] and state["applied_version"] == state["version"] and state["slots"] > 0:
+                found.append(device["device_id"])
+    except httpx.HTTPError:
+        return []
+    return found
+
+
 def _device(item: dict[str, object]) -> str:
     return str(item["topic"]).split("/")[2]
 
@@ -134,6 +151,10 @@ def _drive_demo(process: subprocess.Popen[str], tmp_path: Path, http_port: int) 
         # The hub's API shows the fleet enrolled and online.
         api = f"http://127.0.0.1:{http_port}/api/v1"
         assert wait_until(lambda: _online(api) == DEMO_DEVICES, TIMEOUT_S, 0.2), _online(api)
+
+        # Each pouch-roll dispenser's roll was accepted (the demo's pharmacy sent its manifest) and it
+        # applied the schedule the hub built from it.
+        assert wait_until(lambda: len(_scheduled(api)) == ROLL_DEVICES, TIMEOUT_S, 0.2), _scheduled(api)
     finally:
         process.send_signal(signal.SIGINT)
         try:
