@@ -28,6 +28,7 @@ from dispenser_hub.domain.pouches import (
     RollManifest,
     from_ms,
     judge_pouch,
+    to_ms,
 )
 from dispenser_hub.domain.rolls import (
     MIN_GAP_ALLOWANCE,
@@ -764,11 +765,22 @@ def test_the_simulators_rolls_are_judged_as_a_hub_must() -> None:
         decision = verdict(wrong_manifest, body, previous=current, now_ms=wrong_ms)
         assert (decision.accept, decision.reason, decision.alarm) == (False, reason, True)
 
-    # The right roll after it overlaps the first: accepted once someone recorded the first as replaced.
+    # The right roll after it is the patient's own roll, put back: a re-load of the accepted one, accepted.
     right_ms = next(a.at_ms for a in spec.timeline if a.kind is ActionKind.LOAD_ROLL)
     right, body = loaded_by_simulator(device, right_ms)
-    right_manifest = manifest_of(right, NID_A)
-    overlap = verdict(right_manifest, body, previous=current, now_ms=right_ms)
+    assert right.roll_id == roll.roll_id
+    assert verdict(manifest, body, previous=current, now_ms=right_ms).accept
+
+    # A new roll while that one still runs would overlap it: accepted once someone recorded it as replaced.
+    new = dataclasses.replace(manifest_of(wrong, NID_A, printed_ref=spec.patient_ref), roll_id="R-NEW")
+    body = RollLoaded(
+        roll_id="R-NEW",
+        printed_patient_ref=spec.patient_ref,
+        first_intake=to_ms(new.first_intake),
+        last_intake=to_ms(new.last_intake),
+        pouches=len(new.pouches),
+    )
+    overlap = verdict(new, body, previous=current, now_ms=right_ms)
     assert overlap.reason is VerdictReason.GAP_OR_OVERLAP
     replaced = end_load(current, reason=RollEndReason.REPLACED, now=from_ms(right_ms))
-    assert verdict(right_manifest, body, previous=replaced, now_ms=right_ms).accept
+    assert verdict(new, body, previous=replaced, now_ms=right_ms).accept
