@@ -12,7 +12,7 @@ All datetimes are timezone-aware UTC, in and out (the SQL adapter stores UTC and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime  # noqa: TC003 - used at runtime by the Inbound dataclass
+from datetime import date, datetime  # noqa: TC003 - used at runtime by the Inbound dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
@@ -35,8 +35,11 @@ if TYPE_CHECKING:
         DeviceStatus,
         DoseSettings,
         EnrollmentCode,
+        FillRecord,
         Patient,
         PauseRecord,
+        PlanRecord,
+        SupplyRecord,
     )
     from dispenser_hub.domain.pouches import RollManifest
     from dispenser_hub.domain.rolls import RollLoad
@@ -332,6 +335,56 @@ class ScheduleRepository(Protocol):
         ...
 
 
+class DosettRepository(Protocol):
+    """Dose-pot plans per patient (history), tray fills, and the pots opened from each fill."""
+
+    def add_plan(self, record: PlanRecord) -> PlanRecord:
+        """Store a new plan version; ``NotFoundError`` if there is no such patient."""
+        ...
+
+    def plans(self, patient_id: int) -> list[PlanRecord]:
+        """The patient's plans by ``valid_from``, then id (oldest first)."""
+        ...
+
+    def current_plan(self, patient_id: int, day: date) -> PlanRecord | None:
+        """The plan in force on ``day``: the latest ``valid_from`` at or before it (ties: the newest id)."""
+        ...
+
+    def add_fill(self, record: FillRecord) -> FillRecord:
+        """Store a new tray fill; ``NotFoundError`` if there is no such patient."""
+        ...
+
+    def get_fill(self, fill_id: int) -> FillRecord | None: ...
+    def current_fill(self, patient_id: int) -> FillRecord | None:
+        """The patient's latest fill (by ``filled_at``, then id)."""
+        ...
+
+    def latest_fill_of_tray(self, tray_id: str) -> FillRecord | None:
+        """The latest fill of this tray, for any patient (by ``filled_at``, then id)."""
+        ...
+
+    def mark_opened(self, fill_id: int, pot: int, at: datetime) -> bool:
+        """Record the pot as opened; ``False`` if it was already; ``NotFoundError`` for an unknown fill."""
+        ...
+
+    def opened(self, fill_id: int) -> frozenset[int]:
+        """The pots of the fill recorded as opened."""
+        ...
+
+
+class SupplyRepository(Protocol):
+    """Per patient: the supply forecast and the refill warnings sent."""
+
+    def supply(self, patient_id: int) -> SupplyRecord | None: ...
+    def put_supply(self, record: SupplyRecord) -> SupplyRecord:
+        """Store (replace) the patient's record; ``NotFoundError`` if there is no such patient."""
+        ...
+
+    def running_out(self, before: datetime) -> list[SupplyRecord]:
+        """Records whose supply runs out before ``before`` (and is known), earliest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository (see the module docstring)."""
 
@@ -347,6 +400,8 @@ class UnitOfWork(Protocol):
     alarms: AlarmRepository
     rolls: RollRepository
     schedules: ScheduleRepository
+    dosett: DosettRepository
+    supplies: SupplyRepository
     audit: AuditRepository
 
     def commit(self) -> None: ...

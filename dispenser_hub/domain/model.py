@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from dispenser_hub.domain.dosett import DosettPlan, TrayFill
     from dispenser_hub.domain.schedules import DoseWindow, Pause
+    from dispenser_hub.domain.supply import Supply
     from firmware_protocol.messages import Family
 
 
@@ -384,3 +386,32 @@ class DeviceSchedule:
     applied_at: datetime | None = None
     rejected_version: int | None = None
     rejected_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """A patient's dosett plan as entered: by whom and when (plans are kept as history, never edited)."""
+
+    patient_id: int
+    plan: DosettPlan
+    created_at: datetime
+    created_by: str
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """A tray fill as registered (``dosett.TrayFill``: tray, patient, who filled it when, the pots)."""
+
+    fill: TrayFill
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyRecord:
+    """A patient's supply forecast (``supply.Supply``) and the refill warnings already sent for it."""
+
+    supply: Supply
+    updated_at: datetime
+    sent: frozenset[str] = frozenset()
+    """``RefillWarning.key``s sent: each stage notifies once."""

@@ -13,7 +13,8 @@ Rules, and why:
   is the keyed lookup hash that makes ``find_by_national_id`` and its uniqueness work without decrypting.
 * **Rolls** (manifests with their pouches as JSON, roll loads, dispensed pouches) are in ``_roll_tables``,
   re-exported here, with their own rules; so are **schedules** (dose settings, pauses, device schedule
-  state) in ``_schedule_tables``.
+  state) in ``_schedule_tables``, and **dose-pot trays and supplies** (dosett plans, tray fills, opened
+  pots, supply records) in ``_dosett_tables``.
 * **Enums are stored as their string values** (no database enum types: adding a value needs no migration).
 * **Named constraints** (``NAMING_CONVENTION``): the migrations and the error mapping in ``_base`` refer to
   constraints by name, the same on every database.
@@ -36,6 +37,7 @@ from dispenser_hub.adapters.db._columns import (
     optional_time_field,
     time_field,
 )
+from dispenser_hub.adapters.db._dosett_tables import DosettPlanRow, OpenedPotRow, SupplyRow, TrayFillRow
 from dispenser_hub.adapters.db._roll_tables import DispensedPouchRow, RollLoadRow, RollManifestRow
 from dispenser_hub.adapters.db._schedule_tables import DeviceScheduleRow, DoseSettingsRow, PauseRow
 
@@ -54,12 +56,16 @@ __all__ = [
     "DeviceScheduleRow",
     "DispensedPouchRow",
     "DoseSettingsRow",
+    "DosettPlanRow",
     "EnrollmentCodeRow",
+    "OpenedPotRow",
     "PatientRow",
     "PauseRow",
     "RollLoadRow",
     "RollManifestRow",
+    "SupplyRow",
     "TableBase",
+    "TrayFillRow",
     "UtcDateTime",
     "metadata",
 ]

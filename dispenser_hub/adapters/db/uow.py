@@ -32,6 +32,7 @@ from dispenser_hub.adapters.db._devices import (
     SqlDeviceRepository,
     SqlEnrollmentCodeRepository,
 )
+from dispenser_hub.adapters.db._dosett import SqlDosettRepository, SqlSupplyRepository
 from dispenser_hub.adapters.db._people import (
     SqlCareTeamRepository,
     SqlContactRepository,
@@ -55,12 +56,14 @@ if TYPE_CHECKING:
         ContactRepository,
         DeadLetterRepository,
         DeviceRepository,
+        DosettRepository,
         EnrollmentCodeRepository,
         EventRepository,
         FieldProtector,
         PatientRepository,
         RollRepository,
         ScheduleRepository,
+        SupplyRepository,
     )
 
 
@@ -82,6 +85,8 @@ class SqlUnitOfWork:
         self.alarms: AlarmRepository = SqlAlarmRepository(session, protector)
         self.rolls: RollRepository = SqlRollRepository(session, protector)
         self.schedules: ScheduleRepository = SqlScheduleRepository(session, protector)
+        self.dosett: DosettRepository = SqlDosettRepository(session, protector)
+        self.supplies: SupplyRepository = SqlSupplyRepository(session, protector)
         self.audit: AuditRepository = SqlAuditRepository(session, protector)
 
     def commit(self) -> None:

@@ -28,8 +28,11 @@ if TYPE_CHECKING:
         DeviceSchedule,
         DoseSettings,
         EnrollmentCode,
+        FillRecord,
         Patient,
         PauseRecord,
+        PlanRecord,
+        SupplyRecord,
     )
     from dispenser_hub.domain.pouches import RollManifest
     from dispenser_hub.domain.rolls import RollLoad
@@ -127,6 +130,12 @@ class Tables:
     dose_settings: Table[int, DoseSettings] = field(default_factory=Table)
     pauses: Table[int, PauseRecord] = field(default_factory=Table)
     device_schedules: Table[str, DeviceSchedule] = field(default_factory=Table)
+    dosett_plans: Table[int, PlanRecord] = field(default_factory=Table)
+    tray_fills: Table[int, FillRecord] = field(default_factory=Table)
+    opened_pots: Table[tuple[int, int], datetime] = field(default_factory=Table)
+    """(fill id, pot) -> when the pot was opened (once per pot of a fill)."""
+    supplies: Table[int, SupplyRecord] = field(default_factory=Table)
+    """patient id -> the patient's supply record."""
     last_ids: Table[str, int] = field(default_factory=Table)
     """Last id handed out per table name (ids start at 1 and are never reused)."""
 
@@ -153,6 +162,10 @@ class Tables:
             dose_settings=self.dose_settings.fork(),
             pauses=self.pauses.fork(),
             device_schedules=self.device_schedules.fork(),
+            dosett_plans=self.dosett_plans.fork(),
+            tray_fills=self.tray_fills.fork(),
+            opened_pots=self.opened_pots.fork(),
+            supplies=self.supplies.fork(),
             last_ids=self.last_ids.fork(),
         )
 

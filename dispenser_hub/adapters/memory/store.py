@@ -27,6 +27,7 @@ from dispenser_hub.adapters.memory._activity import (
     MemoryDeadLetterRepository,
     MemoryEventRepository,
 )
+from dispenser_hub.adapters.memory._dosett import MemoryDosettRepository, MemorySupplyRepository
 from dispenser_hub.adapters.memory._registry import (
     MemoryBindingRepository,
     MemoryCareTeamRepository,
@@ -52,11 +53,13 @@ if TYPE_CHECKING:
         ContactRepository,
         DeadLetterRepository,
         DeviceRepository,
+        DosettRepository,
         EnrollmentCodeRepository,
         EventRepository,
         PatientRepository,
         RollRepository,
         ScheduleRepository,
+        SupplyRepository,
     )
 
 
@@ -108,6 +111,8 @@ class MemoryUnitOfWork:
         self.alarms: AlarmRepository = MemoryAlarmRepository(self._tx)
         self.rolls: RollRepository = MemoryRollRepository(self._tx)
         self.schedules: ScheduleRepository = MemoryScheduleRepository(self._tx)
+        self.dosett: DosettRepository = MemoryDosettRepository(self._tx)
+        self.supplies: SupplyRepository = MemorySupplyRepository(self._tx)
         self.audit: AuditRepository = MemoryAuditRepository(self._tx)
 
     def commit(self) -> None:

@@ -94,11 +94,15 @@ def test_check_refuses_a_database_not_at_the_code_revision(empty_database: str) 
 
 
 def test_a_database_at_0001_upgrades_to_the_later_tables_and_back(empty_database: str) -> None:
-    later_tables = {"roll_manifest", "roll_load", "dispensed_pouch"} | {
-        "dose_settings",
-        "pause",
-        "device_schedule",
-    }
+    later_tables = (
+        {"roll_manifest", "roll_load", "dispensed_pouch"}
+        | {
+            "dose_settings",
+            "pause",
+            "device_schedule",
+        }
+        | {"dosett_plan", "tray_fill", "opened_pot", "supply"}
+    )
     migrate.upgrade(empty_database, "0001")
     with pytest.raises(migrate.SchemaVersionError, match="database at revision 0001, code expects"):
         migrate.check(empty_database)
