@@ -42,12 +42,14 @@ from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 from dispenser_hub.services.downlink import answer, enqueue
 from dispenser_hub.services.rolls import RollService
 from dispenser_hub.services.schedules import ScheduleService
+from dispenser_hub.services.trays import TrayService
 from firmware_protocol import MAX_SKEW_MS, KeyRing, ProtocolError, decode, is_device_id, verify
 from firmware_protocol.messages import (
     Birth,
     CommandAck,
     CommandNack,
     Heartbeat,
+    PotOpened,
     PouchScanned,
     ProvisionRequest,
     Resync,
@@ -57,6 +59,7 @@ from firmware_protocol.messages import (
     ScheduleRejected,
     SetTime,
     State,
+    TrayLoaded,
 )
 from firmware_protocol.receiver import SEQUENCE_EXEMPT
 from firmware_protocol.signing import b64url_decode, public_key_from_raw
@@ -140,6 +143,7 @@ class IngestService:
         self.counters = IngestCounters()
         self._schedules = schedules or ScheduleService()
         self._rolls = RollService(self._schedules)
+        self._trays = TrayService(self._schedules)
 
     def handle(self, batch: Sequence[Inbound]) -> list[Verdict]:
         """Process ``batch`` in one transaction; returns one verdict per message, in order."""
@@ -346,6 +350,10 @@ class IngestService:
             self._schedules.refresh(uow, device, now)
         elif isinstance(body, PouchScanned):
             self._rolls.on_pouch_scanned(uow, device, envelope, now)
+        elif isinstance(body, TrayLoaded):
+            self._trays.on_tray_loaded(uow, device, envelope, now)
+        elif isinstance(body, PotOpened):
+            self._trays.on_pot_opened(uow, device, envelope, now)
         elif isinstance(body, ScheduleApplied):
             self._schedules.on_applied(uow, device, body.version, now)
         elif isinstance(body, ScheduleRejected):

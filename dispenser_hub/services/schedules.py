@@ -4,9 +4,11 @@ Rules:
 
 - **What a device offers.** A multidose dispenser: every pouch of the roll accepted in it (its active
   load), dispensed or not (the device knows what it cut; time removes passed slots). A dose-pot
-  dispenser: nothing yet (tray fills are not stored yet), so it holds an empty schedule and raises
-  "no schedule" until they are. Windows and reminders are the patient's ``DoseSettings`` (defaults:
-  ``schedules.DoseWindow()``); doses in the patient's pauses are cancelled (``Config.paused_until``).
+  dispenser: the unopened pots of the tray it last reported loaded, while that tray passes the tray
+  check (``dosett.judge_tray_loaded`` against the tray's latest fill and the bound patient, re-checked at
+  every build, so a refill for someone else or a rebinding takes the pots away at once). Windows and
+  reminders are the patient's ``DoseSettings`` (defaults: ``schedules.DoseWindow()``); doses in the
+  patient's pauses are cancelled (``Config.paused_until``).
   Slots from ``now`` to ``now + horizon`` (at most 256, the protocol's limit).
 - **When a new version is sent.** ``refresh`` builds the config and compares it with the one last sent:
   a change of settings, or of a slot still open in the old config (a roll change, a pause, new window
@@ -35,6 +37,7 @@ from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition
+from dispenser_hub.domain.dosett import judge_tray_loaded, pot_doses
 from dispenser_hub.domain.model import (
     CommandStatus,
     DeviceSchedule,
@@ -54,13 +57,13 @@ from dispenser_hub.domain.schedules import (
 from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 from dispenser_hub.services.downlink import enqueue
 from firmware_protocol.codes import HUB_CONDITIONS
-from firmware_protocol.messages import Config, Family
+from firmware_protocol.messages import Config, Family, TrayLoaded
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
 
-    from dispenser_hub.domain.model import Device
+    from dispenser_hub.domain.model import Device, FillRecord
     from dispenser_hub.domain.schedules import Pause
     from dispenser_hub.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
@@ -155,8 +158,31 @@ class ScheduleService:
             if load is not None and manifest is not None and load.patient_id == patient_id:
                 roll_id = manifest.roll_id
                 doses = [PlannedDose(due=p.intake_at, pouch_id=p.pouch_id) for p in manifest.pouches]
+        else:
+            record = self.accepted_fill(uow, device, now)
+            if record is not None and record.id is not None:
+                opened = uow.dosett.opened(record.id)
+                doses = [PlannedDose(due=due, pot=pot) for _, due, pot in pot_doses(record.fill, opened)]
         schedule = derive_schedule(doses, window, pauses, now=now, horizon=self.horizon)
         return schedule, pauses, roll_id
+
+    @staticmethod
+    def accepted_fill(uow: UnitOfWork, device: Device, now: datetime) -> FillRecord | None:
+        """The fill of the tray the dose-pot ``device`` last reported loaded, if the tray passes the check."""
+        binding = uow.bindings.active_for_device(device.device_id)
+        if binding is None:
+            return None
+        loaded = uow.events.select(device_id=device.device_id, types=[TrayLoaded.TYPE], limit=1)
+        if not loaded:
+            return None
+        tray_id, pots = str(loaded[0].body["tray_id"]), loaded[0].body["pots_filled"]
+        record = uow.dosett.latest_fill_of_tray(tray_id)
+        if record is None or not isinstance(pots, int):
+            return None
+        decision = judge_tray_loaded(
+            record.fill, bound_patient_id=binding.patient_id, tray_id=tray_id, pots_filled=pots, now=now
+        )
+        return record if decision.accept else None
 
     def config_body(
         self, uow: UnitOfWork, device: Device, now: datetime, *, version: int
