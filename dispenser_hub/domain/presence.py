@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from firmware_protocol.messages.common import Body
 
 ALARMING_PREFIXES = ("fault.",)
-ALARMING_TYPES = frozenset({"death", "roll.empty", "tray.empty"})
+ALARMING_TYPES = frozenset({"death", "roll.empty", "tray.empty", "dose.predispensed"})
+"""Besides faults; ``dose.predispensed`` alarms (3.15) only when fewer doses came out than requested."""
 CLEARED_BY: dict[str, tuple[str, ...]] = {
     "birth": ("death", "no_contact"),
     "fault.mains_restored": ("fault.mains_lost",),

@@ -1,4 +1,4 @@
-"""Operator actions on schedules: a patient's dose window and reminders, pauses, and what a device holds.
+"""Operator actions on schedules: dose window and reminders, pauses, trips, and what a device holds.
 
 Rules: every change is audited (who, what, never patient data) and the patient's bound dispenser gets its
 new schedule in the same transaction (``ScheduleService.refresh``), so a change is never stored without
@@ -10,17 +10,38 @@ is a ``Conflict``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from dispenser_hub.domain.model import AuditEntry, DoseSettings, PauseRecord
-from dispenser_hub.domain.schedules import DoseWindow, Pause, ScheduleError
+from dispenser_hub.domain.alarms import Condition
+from dispenser_hub.domain.model import AuditEntry, DeviceStatus, DoseSettings, PauseRecord, SubjectKind
+from dispenser_hub.domain.pouches import to_ms
+from dispenser_hub.domain.schedules import (
+    TRIP_SHORT,
+    DoseWindow,
+    Pause,
+    PlannedDose,
+    ScheduleError,
+    trip_doses,
+)
+from dispenser_hub.domain.wallclock import OSLO
+from dispenser_hub.services.alarm_records import raise_alarm
+from dispenser_hub.services.downlink import enqueue
 from dispenser_hub.services.registry import Conflict, NotFound, RegistryError
 from dispenser_hub.services.schedules import ScheduleService
+from firmware_protocol.codes import EVENT_MAPPINGS
+from firmware_protocol.messages import Predispense
 
 if TYPE_CHECKING:
     from dispenser_hub.domain.model import DeviceSchedule
     from dispenser_hub.ports import Clock, UnitOfWork, UnitOfWorkFactory
+
+
+MAX_TRIP: Final = timedelta(days=28)
+TRIP_COMMAND_TTL: Final = timedelta(hours=1)
+"""A pre-dispense is for someone standing at the dispenser: not carried out within an hour, it lapses."""
 
 
 class PatientSchedules:
@@ -111,6 +132,53 @@ class PatientSchedules:
             uow.commit()
         return ended
 
+    # -- trips ---------------------------------------------------------------------------------------------
+
+    def predispense(self, device_id: str, start: datetime, end: datetime, *, by: str) -> Trip:
+        """Have the dispenser give out every dose due in ``[start, end)`` now, for a trip (cmd.predispense).
+
+        The doses are counted from the dispenser's supply (roll or tray, pauses left out). When that
+        supply ends before the trip does, "not enough doses for a trip" (VKP 3.15) is raised at once, so
+        someone can bring the next roll or tray before the patient leaves; the command goes out anyway for
+        what there is. The device's ``dose.predispensed`` answer raises 3.15 too if it gave out fewer.
+        """
+        now = self._now()
+        if end <= start:
+            raise RegistryError("until: the trip must end after it starts", field="until")
+        if end <= now:
+            raise RegistryError("until: the trip is over already; give an end in the future", field="until")
+        if end - start > MAX_TRIP:
+            raise RegistryError(f"until: a trip is at most {MAX_TRIP.days} days", field="until")
+        with self._uow_factory() as uow:
+            device = uow.devices.get(device_id)
+            if device is None:
+                raise NotFound(f"there is no device {device_id}", field="device_id")
+            binding = uow.bindings.active_for_device(device_id)
+            if binding is None or device.status not in {DeviceStatus.ENROLLED, DeviceStatus.ACTIVE}:
+                raise Conflict(f"device {device_id} is not bound and in service", field="device_id")
+            horizon = end - now + timedelta(days=1)
+            schedule, _, _ = self._schedules.build(uow, device, now, horizon=horizon)
+            doses = [PlannedDose(s.due, pouch_id=s.pouch_id, pot=s.pot) for s in schedule.slots]
+            trip = trip_doses(doses, max(start, now), end)
+            covered = _covered_until(doses)
+            short = covered is None or covered < end
+            detail = _trip_detail(len(trip.requested), covered, end)
+            if short:
+                raise_alarm(uow, _trip_condition(device_id, binding.patient_id, detail), now)
+            command = enqueue(
+                uow,
+                device_id,
+                Predispense.model_validate(
+                    {"expires": to_ms(now + TRIP_COMMAND_TTL), "from": to_ms(start), "until": to_ms(end)}
+                ),
+                by=by,
+                now=now,
+                expires_at=now + TRIP_COMMAND_TTL,
+            )
+            uow.audit.add(AuditEntry(now, by, "device.predispense", f"device:{device_id}", detail))
+            uow.commit()
+        return Trip(command.msg_id, len(trip.requested), not short, detail)
+
     # -- devices -------------------------------------------------------------------------------------------
 
     def device_schedule(self, device_id: str) -> tuple[DeviceSchedule | None, str | None]:
@@ -129,6 +197,47 @@ class PatientSchedules:
         device = None if binding is None else uow.devices.get(binding.device_id)
         if device is not None:
             self._schedules.refresh(uow, device, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """What ``predispense`` did: the command, the doses due in the trip, whether the supply covers it."""
+
+    command_msg_id: str
+    doses: int
+    enough: bool
+    detail: str
+
+
+def _covered_until(doses: list[PlannedDose]) -> datetime | None:
+    """Until when the supply covers the patient: its last dose plus the longest interval between two doses."""
+    if not doses:
+        return None
+    dues = sorted(dose.due for dose in doses)
+    spacing = max((b - a for a, b in itertools.pairwise(dues)), default=timedelta(days=1))
+    return dues[-1] + spacing
+
+
+def _trip_detail(requested: int, covered: datetime | None, end: datetime) -> str:
+    until = "nothing" if covered is None else f"until {covered.astimezone(OSLO):%Y-%m-%d %H:%M}"
+    return (
+        f"{requested} doses due in the trip; the supply in the dispenser covers {until}, "
+        f"the trip ends {end.astimezone(OSLO):%Y-%m-%d %H:%M} (Europe/Oslo)"
+    )
+
+
+def _trip_condition(device_id: str, patient_id: int, detail: str) -> Condition:
+    mapping = EVENT_MAPPINGS[TRIP_SHORT]
+    return Condition(
+        kind=TRIP_SHORT,
+        subject_kind=SubjectKind.DEVICE,
+        subject_id=device_id,
+        severity=int(mapping.severity),
+        detail=f"not enough doses for the trip: {detail}",
+        vkp_code=mapping.vkp,
+        device_id=device_id,
+        patient_id=patient_id,
+    )
 
 
 def _require_patient(uow: UnitOfWork, patient_id: int) -> None:

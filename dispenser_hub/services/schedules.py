@@ -136,9 +136,9 @@ class ScheduleService:
     # -- building and sending ------------------------------------------------------------------------------
 
     def build(
-        self, uow: UnitOfWork, device: Device, now: datetime
+        self, uow: UnitOfWork, device: Device, now: datetime, *, horizon: timedelta | None = None
     ) -> tuple[Schedule, list[Pause], str | None]:
-        """The device's schedule at ``now``, the patient's pauses, and the accepted roll id (if any)."""
+        """The schedule at ``now`` (``horizon`` ahead), the patient's pauses, the accepted roll id."""
         binding = uow.bindings.active_for_device(device.device_id)
         if binding is None:
             return Schedule(()), [], None
@@ -163,7 +163,7 @@ class ScheduleService:
             if record is not None and record.id is not None:
                 opened = uow.dosett.opened(record.id)
                 doses = [PlannedDose(due=due, pot=pot) for _, due, pot in pot_doses(record.fill, opened)]
-        schedule = derive_schedule(doses, window, pauses, now=now, horizon=self.horizon)
+        schedule = derive_schedule(doses, window, pauses, now=now, horizon=horizon or self.horizon)
         return schedule, pauses, roll_id
 
     @staticmethod

@@ -21,6 +21,8 @@ from dispenser_hub.web.schemas.schedules import (
     PauseCreate,
     PauseList,
     PausePublic,
+    TripCreate,
+    TripPublic,
 )
 
 router = operator_router("schedules")
@@ -118,6 +120,29 @@ def add_pause(patient_id: PatientIdPath, request: PauseCreate, api: Ctx, by: Ope
 def end_pause(pause_id: PauseIdPath, api: Ctx, by: Operator) -> PausePublic:
     """End a pause."""
     return PausePublic.of(api.patient_schedules.end_pause(pause_id, by=by))
+
+
+@router.post(
+    "/devices/{device_id}/predispense",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Pre-dispense the doses of a trip",
+    response_description="The command sent, the doses due in the trip, and whether the supply covers it.",
+    description=(
+        "Sends `cmd.predispense`: the dispenser gives out every dose due from `from` to `until` (excluded) "
+        "now, for a trip. The hub counts the doses from the dispenser's supply (roll or tray, pauses left "
+        "out); if that supply ends before the trip does, the alarm 'not enough doses for a trip' (VKP 3.15) "
+        "is raised at once and `enough` is false; the command goes out anyway for what there is. The "
+        "device answers `dose.predispensed` (3.15 again if it gave out fewer). 409 if the device is not "
+        "bound and in service. Audited as `device.predispense`."
+    ),
+    responses=error_responses(400, 404, 409, 422),
+)
+def predispense(device_id: DeviceIdPath, request: TripCreate, api: Ctx, by: Operator) -> TripPublic:
+    """Pre-dispense for a trip."""
+    trip = api.patient_schedules.predispense(device_id, request.from_, request.until, by=by)
+    return TripPublic(
+        command_msg_id=trip.command_msg_id, doses=trip.doses, enough=trip.enough, detail=trip.detail
+    )
 
 
 @router.get(

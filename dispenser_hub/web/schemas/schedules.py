@@ -206,3 +206,32 @@ class DeviceSchedulePublic(Public):
             problem=problem,
             config=dict(state.config),
         )
+
+
+class TripCreate(Input):
+    """A trip: the doses due from ``from`` to ``until`` (excluded) are given out now."""
+
+    from_: AwareDatetime = Field(
+        alias="from",
+        description="Start of the trip; ISO 8601 with an offset.",
+        examples=["2026-11-24T08:00:00+01:00"],
+    )
+    until: AwareDatetime = Field(
+        description="End of the trip (excluded): after from, in the future, at most 28 days later.",
+        examples=["2026-11-27T20:00:00+01:00"],
+    )
+
+
+class TripPublic(Public):
+    """The pre-dispense sent: its command, the doses due in the trip, and whether the supply covers it."""
+
+    command_msg_id: str = Field(
+        description="The `cmd.predispense` in the outbox (see the device's commands)."
+    )
+    doses: int = Field(
+        description="Doses due in the trip, as the hub counts them from the dispenser's supply."
+    )
+    enough: bool = Field(
+        description="False: the supply ends before the trip; 'not enough doses' (3.15) raised."
+    )
+    detail: str

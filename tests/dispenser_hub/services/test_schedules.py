@@ -10,8 +10,10 @@ import pytest
 from dispenser_hub.domain.model import CommandStatus, DoseSettings, PauseRecord
 from dispenser_hub.domain.pouches import to_ms
 from dispenser_hub.domain.schedules import DoseWindow, Pause
+from dispenser_hub.services.registry import Conflict, RegistryError
+from dispenser_hub.services.schedule_admin import PatientSchedules
 from dispenser_hub.services.schedules import ScheduleService, ScheduleSweep
-from firmware_protocol.messages import Config, Heartbeat, ScheduleApplied, ScheduleRejected
+from firmware_protocol.messages import Config, DosePredispensed, Heartbeat, ScheduleApplied, ScheduleRejected
 from tests.dispenser_hub.services.test_rolls import D1, D2, HOUR, Rig, make_manifest
 
 if TYPE_CHECKING:
@@ -216,3 +218,66 @@ def test_unbinding_sends_an_empty_schedule_so_the_old_patients_doses_are_gone(ri
     ((config, _),) = rig.configs()
     assert (config.slots, config.roll_id) == ([], None)
     assert rig.no_schedule() == []  # not bound: nothing to alarm about
+
+
+def test_a_trip_within_the_roll_is_predispensed_and_one_beyond_it_raises_not_enough_doses(
+    rig: ScheduleRig,
+) -> None:
+    manifest = make_manifest(count=6, spacing=12 * HOUR)  # T0+2h .. T0+62h
+    rig.add(manifest)
+    rig.load(D1, manifest)
+    rig.configs()
+    admin = PatientSchedules(rig.hub.store, rig.hub.clock)
+    now = rig.hub.clock.now()
+    trip = admin.predispense(D1, now + HOUR, now + DAY + HOUR, by="op")
+    assert (trip.doses, trip.enough) == (2, True)
+    with rig.hub.store() as uow:
+        command = uow.commands.get(trip.command_msg_id)
+        assert command is not None
+        assert (command.type, command.body["from"], command.body["until"]) == (
+            "cmd.predispense",
+            to_ms(now + HOUR),
+            to_ms(now + DAY + HOUR),
+        )
+        assert [a for a in uow.alarms.select(open_only=True) if a.vkp_code == "3.15"] == []
+    long_trip = admin.predispense(D1, now + DAY, now + 5 * DAY, by="op")
+    assert (long_trip.doses, long_trip.enough) == (4, False)
+    with rig.hub.store() as uow:
+        (alarm,) = [a for a in uow.alarms.select(open_only=True) if a.vkp_code == "3.15"]
+    assert alarm.subject_id == D1
+    assert "not enough doses for the trip" in alarm.detail
+    with pytest.raises(RegistryError, match="until"):
+        admin.predispense(D1, now + DAY, now + HOUR, by="op")
+    with pytest.raises(Conflict):
+        admin.predispense(D2, now + HOUR, now + DAY, by="op")  # not bound
+
+
+def test_a_device_that_gave_out_fewer_doses_than_asked_raises_not_enough_doses(rig: ScheduleRig) -> None:
+    now = rig.hub.clock.now()
+    rig.send(
+        D1,
+        DosePredispensed,
+        **{
+            "from": to_ms(now),
+            "until": to_ms(now + DAY),
+            "slot_ids": ["s-1"],
+            "requested": 2,
+            "dispensed": 1,
+        },
+    )
+    with rig.hub.store() as uow:
+        (alarm,) = [a for a in uow.alarms.select(open_only=True) if a.vkp_code == "3.15"]
+    assert alarm.subject_id == D1
+    rig.send(
+        D1,
+        DosePredispensed,
+        **{
+            "from": to_ms(now),
+            "until": to_ms(now + DAY),
+            "slot_ids": ["s-2"],
+            "requested": 1,
+            "dispensed": 1,
+        },
+    )
+    with rig.hub.store() as uow:
+        assert len([a for a in uow.alarms.select(open_only=True) if a.vkp_code == "3.15"]) == 1
