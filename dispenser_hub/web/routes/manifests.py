@@ -1,4 +1,7 @@
-"""``/roll-manifests``: import pharmacy roll manifest files (JSON or CSV), read a stored manifest."""
+"""Rolls: import pharmacy roll manifests (JSON or CSV), read one, record a dispenser's roll ended.
+
+``/roll-manifests`` and ``/devices/{id}/roll/end`` (replaced, or withdrawn by a pharmacy plan change).
+"""
 
 from typing import Annotated, Final
 
@@ -8,10 +11,16 @@ from starlette.concurrency import run_in_threadpool
 from dispenser_hub.domain.pouches import REF_PATTERN
 from dispenser_hub.services.manifest_import import MAX_BYTES, ManifestImportError, Problem
 from dispenser_hub.services.registry import NotFound
+from dispenser_hub.services.roll_admin import RollAdmin
 from dispenser_hub.web.deps import Ctx, Operator
 from dispenser_hub.web.errors import error_responses
-from dispenser_hub.web.routes.common import operator_router
-from dispenser_hub.web.schemas.manifests import ManifestImportList, RollManifestDetail
+from dispenser_hub.web.routes.common import DeviceIdPath, operator_router
+from dispenser_hub.web.schemas.manifests import (
+    ManifestImportList,
+    RollEndRequest,
+    RollLoadPublic,
+    RollManifestDetail,
+)
 
 router = operator_router("roll manifests")
 
@@ -118,3 +127,22 @@ def get_roll_manifest(roll_id: RollIdPath, api: Ctx) -> RollManifestDetail:
             raise NotFound(f"there is no manifest for roll {roll_id}", field="roll_id")
         patient = uow.patients.find_by_national_id(manifest.patient_national_id)
     return RollManifestDetail.of(manifest, None if patient is None else patient.id)
+
+
+@router.post(
+    "/devices/{device_id}/roll/end",
+    summary="Record the roll in a dispenser replaced or withdrawn",
+    response_description="The ended roll load.",
+    description=(
+        "Ends the dispenser's accepted roll on an operator's word. `replaced`: the roll was taken out for "
+        "another one (which may then overlap it). `plan_changed`: the pharmacy changed the plan mid-roll "
+        "(VKP 3.22): the remaining pouches are withdrawn, the dispenser gets a schedule without them at "
+        "once, the roll is never accepted again, and a 'plan changed' alarm asks for the new roll. 409 if "
+        "the dispenser has no roll accepted. Audited as `roll.end`."
+    ),
+    responses=error_responses(400, 404, 409, 422),
+)
+def end_roll(device_id: DeviceIdPath, request: RollEndRequest, api: Ctx, by: Operator) -> RollLoadPublic:
+    """End the roll in a dispenser."""
+    admin = RollAdmin(api.uow_factory, api.clock)
+    return RollLoadPublic.of(admin.end_roll(device_id, request.reason, note=request.note, by=by))

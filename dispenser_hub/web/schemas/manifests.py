@@ -9,8 +9,10 @@ from typing import Literal, Self
 from pydantic import Field
 
 from dispenser_hub.domain.pouches import DrugLine, Pouch, RollManifest
+from dispenser_hub.domain.rolls import RollLoad
 from dispenser_hub.services.manifest_service import ImportResult, RollImport
-from dispenser_hub.web.schemas.common import Public, Timestamp
+from dispenser_hub.services.roll_admin import EndReason
+from dispenser_hub.web.schemas.common import Input, Public, Reason, Timestamp
 
 
 class RollImportPublic(Public):
@@ -104,4 +106,41 @@ class RollManifestDetail(Public):
             first_intake_at=manifest.first_intake,
             last_intake_at=manifest.last_intake,
             pouches=[PouchPublic.of(pouch) for pouch in manifest.pouches],
+        )
+
+
+class RollEndRequest(Input):
+    """An operator's record that the roll in a dispenser ended: replaced, or withdrawn by a plan change."""
+
+    reason: EndReason = Field(
+        description="`replaced`: taken out for another roll; `plan_changed`: the pharmacy changed the plan "
+        "and its remaining pouches are withdrawn (VKP 3.22)."
+    )
+    note: Reason = Field(examples=["new plan from Apotek 1 Bergen, faxed 24 Nov"])
+
+
+class RollLoadPublic(Public):
+    """A roll accepted in a dispenser for a patient, and how it ended."""
+
+    roll_id: str
+    device_id: str
+    patient_id: int
+    accepted_at: Timestamp
+    first_intake: Timestamp
+    last_intake: Timestamp
+    ended_at: Timestamp | None
+    end_reason: str | None
+
+    @classmethod
+    def of(cls, load: RollLoad) -> Self:
+        """From the record."""
+        return cls(
+            roll_id=load.roll_id,
+            device_id=load.device_id,
+            patient_id=load.patient_id,
+            accepted_at=load.accepted_at,
+            first_intake=load.first_intake,
+            last_intake=load.last_intake,
+            ended_at=load.ended_at,
+            end_reason=load.end_reason,
         )

@@ -14,6 +14,8 @@ from dispenser_hub.domain.pouches import DrugLine, Pouch, RollManifest, to_ms
 from dispenser_hub.domain.rolls import EXPLAINS_OVERLAP, RollEndReason
 from dispenser_hub.domain.schedules import Pause
 from dispenser_hub.services.ingest import Verdict
+from dispenser_hub.services.registry import Conflict, RegistryError
+from dispenser_hub.services.roll_admin import EndReason, RollAdmin
 from dispenser_hub.services.rolls import NEXT_ROLL_ACCEPTED
 from firmware_protocol import KeyRing, decode, verify
 from firmware_protocol.messages import (
@@ -410,3 +412,35 @@ def test_a_dispenser_that_leaves_its_patient_leaves_its_roll(rig: Rig, leave: st
     assert (load.active, load.end_reason) == (False, RollEndReason.UNBOUND)
     with rig.hub.store() as uow:
         assert [e.action for e in uow.audit.select(subject="roll:R-1")] == ["roll.end"]
+
+
+def test_a_pharmacy_plan_change_withdraws_the_roll_and_the_new_one_may_overlap(rig: Rig) -> None:
+    first = make_manifest(count=8)
+    rig.add(first)
+    rig.load(D1, first)
+    rig.verdict()
+    admin = RollAdmin(rig.hub.store, rig.hub.clock)
+    with pytest.raises(RegistryError, match="note"):
+        admin.end_roll(D1, EndReason.PLAN_CHANGED, note=" ", by="op")
+    ended = admin.end_roll(D1, EndReason.PLAN_CHANGED, note="new plan from the pharmacy", by="op")
+    assert (ended.active, ended.end_reason) == (False, "plan_changed")
+    with rig.hub.store() as uow:
+        alarms = uow.alarms.select(open_only=True)
+        state = uow.schedules.device_schedule(D1)
+    (changed,) = [a for a in alarms if a.kind == "plan_changed"]
+    assert (changed.vkp_code, changed.severity, changed.patient_id) == ("3.22", 1, rig.patient_a)
+    assert state is not None
+    assert state.slots == 0  # the remaining pouches are withdrawn from the dispenser at once
+    rig.published()
+
+    rig.load(D1, first)  # the withdrawn roll is never accepted again
+    verdict, _ = rig.verdict()
+    assert not verdict.accept
+
+    new = make_manifest("R-2", start=first.pouches[3].intake_at, count=8)  # overlaps the withdrawn roll
+    rig.add(new)
+    rig.load(D1, new)
+    verdict, _ = rig.verdict()
+    assert verdict.accept
+    with pytest.raises(Conflict, match="no roll accepted"):
+        admin.end_roll(D2, EndReason.REPLACED, note="x", by="op")
