@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 DAY_MS = 86_400_000
 ROLL_LOAD_DELAY_MS = 60_000
-"""The first roll is loaded a minute into the run, after the device's first birth."""
+"""The first roll or tray is loaded a minute into the run, after the device's first birth."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +97,10 @@ def build_device(spec: DeviceSpec, *, hub: StandIn | None, enrollment_code: str 
         )
         if enrollment_code is None:
             identity.hub_key = hub.signer.public_key
-    loader = supply_loader(spec)
-    tray = loader(spec.start_ms, False) if spec.family is Family.DOSE_POT else None  # noqa: FBT003
-    device = Dispenser.create(
-        identity,
-        spec.patient,
-        spec.faults,
-        seed=spec.seed,
-        now_ms=spec.start_ms,
-        tray=tray if isinstance(tray, Tray) else None,
-    )
-    device.loader = loader
-    if spec.family is Family.MULTIDOSE_ROLL:
-        device.add_timeline(spec.start_ms + ROLL_LOAD_DELAY_MS, "load_roll", {})
+    device = Dispenser.create(identity, spec.patient, spec.faults, seed=spec.seed, now_ms=spec.start_ms)
+    device.loader = supply_loader(spec)
+    first = "load_roll" if spec.family is Family.MULTIDOSE_ROLL else "load_tray"
+    device.add_timeline(spec.start_ms + ROLL_LOAD_DELAY_MS, first, {})  # the helper's first visit
     for action in spec.timeline:
         device.add_timeline(action.at_ms, action.kind.value, dict(action.params))
     return device

@@ -11,7 +11,9 @@ instead of refusing every roll for want of a manifest:
   time order). A wrong roll is printed for another demo patient, who has no dispenser: the hub refuses it
   as another patient's roll (VKP 3.5), as it would a real mix-up.
 
-Dose-pot trays are not registered (the hub does not store tray fills yet), so carousels hold no schedule.
+- every dose-pot dispenser's patient gets a dosett plan (the scenario's dose times, every day) and the
+  fill of the first tray the simulator's helper puts in (``T-<device index>-001``, ``ROLL_LOAD_DELAY_MS``
+  after the start), registered as the home-care nurse would before the tray goes in.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from device_sim.build import ROLL_LOAD_DELAY_MS, supply_loader
-from device_sim.device.supply import Roll
+from device_sim.device.supply import Roll, Tray
 from device_sim.scenario import ActionKind
-from dispenser_hub.domain.model import AuditEntry, Patient, Responsibility
+from dispenser_hub.domain.dosett import DosettPlan, PlanTime, TrayFill, fill_tray
+from dispenser_hub.domain.model import AuditEntry, FillRecord, Patient, PlanRecord, Responsibility
 from dispenser_hub.domain.national_id import NationalId
 from dispenser_hub.domain.pouches import DrugLine, Pouch, RollManifest, from_ms
+from dispenser_hub.domain.wallclock import oslo_day
 from dispenser_hub.services.manifest_service import AUDIT_ACTION
 from firmware_protocol.messages import Family
 
@@ -87,6 +91,32 @@ def predicted_rolls(spec: DeviceSpec) -> list[tuple[Roll, bool]]:
     return rolls
 
 
+def dosett_plan(spec: DeviceSpec) -> DosettPlan:
+    """The dosett plan of ``spec``'s patient: its dose times every day, from the scenario's first day."""
+    times = tuple(
+        PlanTime(at, frozenset(range(7)), f"dose {number}", DRUGS[:1])
+        for number, at in enumerate(sorted(spec.dose_times), start=1)
+    )
+    return DosettPlan(times, valid_from=oslo_day(from_ms(spec.start_ms)))
+
+
+def predicted_tray(spec: DeviceSpec, plan: DosettPlan, patient_id: int, now: datetime) -> TrayFill:
+    """The fill of the tray the simulator starts ``spec``'s carousel with (the nurse's record of it)."""
+    tray = supply_loader(spec)(spec.start_ms + ROLL_LOAD_DELAY_MS, False)  # noqa: FBT003 - its signature
+    if not isinstance(tray, Tray):
+        msg = f"{spec.device_id} is not a dose-pot dispenser"
+        raise TypeError(msg)
+    return fill_tray(
+        plan,
+        tray_id=tray.tray_id,
+        patient_id=patient_id,
+        first_day=plan.valid_from,
+        pot_count=len(tray.pots),
+        filled_by="home-care nurse (demo)",
+        filled_at=now,
+    )
+
+
 def _manifest(roll: Roll, national_id: str, packed_at: datetime) -> RollManifest:
     pouches = tuple(Pouch(p.pouch_id, from_ms(p.intake_ms), DRUGS) for p in roll.pouches)
     return RollManifest(roll.roll_id, national_id, roll.printed_patient_ref, PHARMACY, packed_at, pouches)
@@ -98,6 +128,7 @@ def set_up_office(
     """Patients, bindings and roll manifests for ``scenario`` (see the module docstring)."""
     patients: dict[str, int] = {}
     manifests: list[RollManifest] = []
+    trays: list[tuple[PlanRecord, FillRecord]] = []
     wrong: list[str] = []
     packed_at = from_ms((scenario.start_ms // 1000 - 86_400) * 1000).astimezone(UTC)
     for spec in scenario.devices():
@@ -108,6 +139,10 @@ def set_up_office(
         assert patient.id is not None  # noqa: S101 - stored patients have ids
         patients[spec.device_id] = patient.id
         registry.bind(spec.device_id, patient.id, by=BY, reason="demo installation")
+        if spec.family is Family.DOSE_POT:
+            plan = dosett_plan(spec)
+            fill = predicted_tray(spec, plan, patient.id, now)
+            trays.append((PlanRecord(patient.id, plan, now, BY), FillRecord(fill)))
         other: str | None = None
         for roll, is_wrong in predicted_rolls(spec):
             if is_wrong and other is None:
@@ -124,5 +159,8 @@ def set_up_office(
             uow.rolls.add_manifest(manifest, imported_at=now, imported_by=BY)
             detail = f"{len(manifest.pouches)} pouches (simulated pharmacy)"
             uow.audit.add(AuditEntry(now, BY, AUDIT_ACTION, f"roll:{manifest.roll_id}", detail))
+        for plan_record, fill_record in trays:
+            uow.dosett.add_plan(plan_record)
+            uow.dosett.add_fill(fill_record)
         uow.commit()
     return DemoOffice(patients, tuple(m.roll_id for m in manifests), tuple(wrong))

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 TIMEOUT_S = 20.0
 SAMPLE_DEVICES = {"RM3-000017", "RM3-999999"}
 DEMO_DEVICES = 9
-ROLL_DEVICES = 6
 TOKEN = DEV_API_TOKENS.split(":", 1)[1]  # the demo runs on the development defaults
 FLEET_MESSAGES = 40
 EXPECTED = [
@@ -152,9 +151,9 @@ def _drive_demo(process: subprocess.Popen[str], tmp_path: Path, http_port: int) 
         api = f"http://127.0.0.1:{http_port}/api/v1"
         assert wait_until(lambda: _online(api) == DEMO_DEVICES, TIMEOUT_S, 0.2), _online(api)
 
-        # Each pouch-roll dispenser's roll was accepted (the demo's pharmacy sent its manifest) and it
-        # applied the schedule the hub built from it.
-        assert wait_until(lambda: len(_scheduled(api)) == ROLL_DEVICES, TIMEOUT_S, 0.2), _scheduled(api)
+        # Each dispenser's roll or tray was accepted (the demo's pharmacy and nurse registered them) and
+        # it applied the schedule the hub built from it.
+        assert wait_until(lambda: len(_scheduled(api)) == DEMO_DEVICES, TIMEOUT_S, 0.2), _scheduled(api)
     finally:
         process.send_signal(signal.SIGINT)
         try:
