@@ -22,7 +22,7 @@ from dispenser_hub.adapters.mqtt.hub_client import HubMqttClient
 from dispenser_hub.adapters.pki import CaMissingError, CertificateAuthority
 from dispenser_hub.adapters.scheduler import PeriodicJobs
 from dispenser_hub.services.downlink import CommandSender, HubSender
-from dispenser_hub.services.ingest import IngestLimits, IngestService
+from dispenser_hub.services.ingest import IngestLimits, IngestService, Verdict
 from dispenser_hub.services.presence import PresenceMonitor
 from dispenser_hub.services.provisioning import Provisioning
 from dispenser_hub.services.registry import Registry
@@ -30,9 +30,11 @@ from dispenser_hub.services.schedules import ScheduleService, ScheduleSweep
 from dispenser_hub.settings import Environment, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy import Engine
 
-    from dispenser_hub.ports import Clock, UnitOfWorkFactory
+    from dispenser_hub.ports import Clock, Inbound, UnitOfWorkFactory
 
 _log = logging.getLogger(__name__)
 SEND_EVERY_S = 1.0
@@ -156,7 +158,17 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         schedules=schedules,
     )
     address = settings.broker_address
-    mqtt = HubMqttClient(address, settings.mqtt_client_id, ingest.handle, now=clock.now)
+
+    def handle(batch: Sequence[Inbound]) -> list[Verdict]:
+        """Ingest a batch, then send what it queued (verdicts, configs) now rather than at the next tick."""
+        verdicts = ingest.handle(batch)
+        try:
+            commands.send_due()
+        except Exception:  # noqa: BLE001 - the outbox keeps them; the timer sends them next
+            _log.exception("sending commands after a batch failed; the timer will")
+        return verdicts
+
+    mqtt = HubMqttClient(address, settings.mqtt_client_id, handle, now=clock.now)
     commands = CommandSender(uow_factory, sender, mqtt, clock)
     presence = PresenceMonitor(
         uow_factory, clock, allowed_silence=timedelta(seconds=settings.no_contact_after_s)

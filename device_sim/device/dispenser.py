@@ -204,8 +204,12 @@ class Dispenser:
         return self.outbox.sign(self.outbox.envelope(body, self.device_time(now_ms)))
 
     def on_connected(self, now_ms: int) -> list[Output]:
-        """Enrol, or send birth and state and then everything buffered, in order."""
-        self.outbox.online = True
+        """Enrol, or send birth and state and then everything buffered, in order.
+
+        Until it has enrolled a device only asks for its certificate: events wait in the buffer (a real
+        device holds no certificate to publish them with) and go out after the first birth.
+        """
+        self.outbox.online = self.identity.enrolled
         out: list[Output] = [self.truth(now_ms, "device.online", connection=self.connection + 1)]
         if not self.identity.enrolled:
             return [*out, self._provision_request(now_ms)]

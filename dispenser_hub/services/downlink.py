@@ -129,9 +129,18 @@ class CommandSender:
         self._sender = sender
         self._publisher = publisher
         self._clock = clock
+        self._lock = threading.Lock()
 
     def send_due(self, *, limit: int = 500) -> int:
-        """Publish (or expire) every command that is due; returns how many were published."""
+        """Publish (or expire) every command that is due; returns how many were published.
+
+        One call at a time (the timer and the ingest thread both call it): a second caller waits, then
+        finds nothing left to send.
+        """
+        with self._lock:
+            return self._send_due(limit)
+
+    def _send_due(self, limit: int) -> int:
         now = self._clock.now().astimezone(UTC)
         published = 0
         with self._uow_factory() as uow:
