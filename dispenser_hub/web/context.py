@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dispenser_hub.services.dosett_admin import PatientDosett
 from dispenser_hub.services.manifest_service import ManifestImporter
 from dispenser_hub.services.schedule_admin import PatientSchedules
 from dispenser_hub.web.tokens import TokenTable
@@ -23,7 +24,8 @@ class ApiContext:
     ``tokens`` maps each API token to its operator name (``operator_tokens`` builds it from the settings).
     ``health``, when given, returns what the health route shows next to the status (MQTT connected, outbox
     backlog...): never patient data, since that route is open. ``manifests`` imports roll manifests; by
-    default one over ``uow_factory`` and ``clock``; so does ``schedules`` (dose settings, pauses).
+    default one over ``uow_factory`` and ``clock``; so do ``schedules`` (dose settings, pauses) and
+    ``dosett`` (dosett plans, tray fills).
     """
 
     uow_factory: UnitOfWorkFactory
@@ -34,6 +36,7 @@ class ApiContext:
     health: Callable[[], dict[str, object]] | None = None
     manifests: ManifestImporter | None = None
     schedules: PatientSchedules | None = None
+    dosett: PatientDosett | None = None
     token_table: TokenTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +46,8 @@ class ApiContext:
             object.__setattr__(self, "manifests", ManifestImporter(self.uow_factory, self.clock))
         if self.schedules is None:
             object.__setattr__(self, "schedules", PatientSchedules(self.uow_factory, self.clock))
+        if self.dosett is None:
+            object.__setattr__(self, "dosett", PatientDosett(self.uow_factory, self.clock))
 
     @property
     def manifest_importer(self) -> ManifestImporter:
@@ -57,3 +62,10 @@ class ApiContext:
         if self.schedules is None:  # pragma: no cover - __post_init__ sets it
             raise TypeError("ApiContext.schedules is not set")
         return self.schedules
+
+    @property
+    def patient_dosett(self) -> PatientDosett:
+        """``dosett`` (always set after construction)."""
+        if self.dosett is None:  # pragma: no cover - __post_init__ sets it
+            raise TypeError("ApiContext.dosett is not set")
+        return self.dosett
