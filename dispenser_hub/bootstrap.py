@@ -27,6 +27,7 @@ from dispenser_hub.services.presence import PresenceMonitor
 from dispenser_hub.services.provisioning import Provisioning
 from dispenser_hub.services.registry import Registry
 from dispenser_hub.services.schedules import ScheduleService, ScheduleSweep
+from dispenser_hub.services.supply import SupplySweep
 from dispenser_hub.settings import Environment, Settings
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Hub:
     commands: CommandSender
     presence: PresenceMonitor
     schedules: ScheduleSweep
+    supply: SupplySweep
     mqtt: HubMqttClient
     jobs: PeriodicJobs = field(default_factory=PeriodicJobs)
     started: bool = False
@@ -68,6 +70,7 @@ class Hub:
         self.jobs.every(SEND_EVERY_S, self.commands.send_due, name="send-commands")
         self.jobs.every(SWEEP_EVERY_S, self.presence.sweep, name="no-contact-sweep")
         self.jobs.every(SCHEDULE_EVERY_S, self.schedules.sweep, name="schedule-sweep")
+        self.jobs.every(SCHEDULE_EVERY_S, self.supply.sweep, name="refill-sweep")
         self.jobs.start()
         self.started = True
 
@@ -174,4 +177,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         uow_factory, clock, allowed_silence=timedelta(seconds=settings.no_contact_after_s)
     )
     sweep = ScheduleSweep(uow_factory, clock, schedules)
-    return Hub(settings, engine, uow_factory, clock, ca, registry, ingest, commands, presence, sweep, mqtt)
+    refill = SupplySweep(uow_factory, clock, schedules.supply)
+    return Hub(
+        settings, engine, uow_factory, clock, ca, registry, ingest, commands, presence, sweep, refill, mqtt
+    )

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from dispenser_hub.domain.alarms import Condition
 from dispenser_hub.domain.model import DeadLetter, DeviceEvent, DeviceStatus, SubjectKind
+from dispenser_hub.domain.pouches import from_ms
 from dispenser_hub.domain.presence import alarm_facts, apply_message, is_stale_death
 from dispenser_hub.ports import StorageUnavailableError
 from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
@@ -53,12 +54,15 @@ from firmware_protocol.messages import (
     PouchScanned,
     ProvisionRequest,
     Resync,
+    RollAlmostEmpty,
     RollEmpty,
     RollLoaded,
     ScheduleApplied,
     ScheduleRejected,
     SetTime,
     State,
+    TrayAlmostEmpty,
+    TrayEmpty,
     TrayLoaded,
 )
 from firmware_protocol.receiver import SEQUENCE_EXEMPT
@@ -68,6 +72,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from dispenser_hub.domain.model import Device
+    from dispenser_hub.domain.supply import SupplySource
     from dispenser_hub.ports import Inbound, UnitOfWork, UnitOfWorkFactory
     from dispenser_hub.services.provisioning import Provisioning
     from firmware_protocol import Envelope, Received
@@ -347,6 +352,7 @@ class IngestService:
                 self._rolls.on_roll_loaded(uow, device, envelope, now)
             else:
                 self._rolls.on_roll_empty(uow, device, envelope, now)
+                self._supply_report(uow, device, body, now)
             self._schedules.refresh(uow, device, now)
         elif isinstance(body, PouchScanned):
             self._rolls.on_pouch_scanned(uow, device, envelope, now)
@@ -354,11 +360,41 @@ class IngestService:
             self._trays.on_tray_loaded(uow, device, envelope, now)
         elif isinstance(body, PotOpened):
             self._trays.on_pot_opened(uow, device, envelope, now)
+        elif isinstance(body, RollAlmostEmpty | TrayAlmostEmpty | TrayEmpty):
+            self._supply_report(uow, device, body, now)
         elif isinstance(body, ScheduleApplied):
             self._schedules.on_applied(uow, device, body.version, now)
         elif isinstance(body, ScheduleRejected):
             reason = f"{body.reason}: {body.detail or ''} ({body.field or 'whole config'})"
             self._schedules.on_rejected(uow, device, body.version, reason, now)
+
+    def _supply_report(
+        self,
+        uow: UnitOfWork,
+        device: Device,
+        body: RollAlmostEmpty | TrayAlmostEmpty | RollEmpty | TrayEmpty,
+        now: datetime,
+    ) -> None:
+        """The device's own word on what is left updates the bound patient's supply forecast."""
+        binding = uow.bindings.active_for_device(device.device_id)
+        if binding is None:
+            return
+        supply, patient_id = self._schedules.supply, binding.patient_id
+        source: SupplySource = "tray" if isinstance(body, TrayAlmostEmpty | TrayEmpty) else "roll"
+        source_id = body.tray_id if isinstance(body, TrayAlmostEmpty | TrayEmpty) else body.roll_id
+        if isinstance(body, RollAlmostEmpty | TrayAlmostEmpty):
+            until = from_ms(body.until)
+            supply.almost_empty(
+                uow,
+                patient_id,
+                source_id=source_id,
+                doses_left=body.doses_left,
+                until=until,
+                now=now,
+                source=source,
+            )
+        else:
+            supply.empty(uow, patient_id, source_id=source_id, now=now, source=source)
 
     def _resync_gap(self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime) -> None:
         presence = device.presence

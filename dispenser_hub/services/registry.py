@@ -274,6 +274,7 @@ class Registry:
             )
             _end_roll_load(uow, device_id, by=by, now=now)
             self._schedules.refresh(uow, device, now)  # an empty config: the old patient's doses go
+            self._schedules.supply.clear(uow, ended.patient_id, now)  # no dispenser: no refill warnings
             uow.commit()
         return stored
 

@@ -33,7 +33,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition
@@ -54,14 +54,15 @@ from dispenser_hub.domain.schedules import (
     paused_until,
     to_wire_slots,
 )
+from dispenser_hub.domain.supply import SupplySource
 from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 from dispenser_hub.services.downlink import enqueue
+from dispenser_hub.services.supply import SupplyService
 from firmware_protocol.codes import HUB_CONDITIONS
 from firmware_protocol.messages import Config, Family, TrayLoaded
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from datetime import datetime
 
     from dispenser_hub.domain.model import Device, FillRecord
     from dispenser_hub.domain.schedules import Pause
@@ -74,6 +75,8 @@ CONFIG_TTL = timedelta(days=14)
 ALMOST_EMPTY_AHEAD = timedelta(hours=72)
 """``almost_empty_doses``: the doses of this long ahead (DOMAIN.md: warn about 72 hours before)."""
 PAGE = 500
+_Source = tuple[SupplySource, str, datetime, int]
+"""A supply: roll or tray, its id, when it runs out, doses left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +130,16 @@ class ScheduleService:
         *,
         horizon: timedelta = HORIZON,
         apply_grace: timedelta = APPLY_GRACE,
+        supply: SupplyService | None = None,
     ) -> None:
-        """Schedules ``horizon`` ahead; a device gets ``apply_grace`` to apply a new version."""
+        """Schedules ``horizon`` ahead; a device gets ``apply_grace`` to apply a new version.
+
+        ``supply`` keeps the patient's supply forecast in step with what the dispenser holds.
+        """
         self.settings = settings or DeviceSettings()
         self.horizon = horizon
         self.apply_grace = apply_grace
+        self.supply = supply or SupplyService()
 
     # -- building and sending ------------------------------------------------------------------------------
 
@@ -242,8 +250,57 @@ class ScheduleService:
                 )
             )
             sent = True
+        self._update_supply(uow, device, now)
         offers = bool(schedule.slots) or paused_until(pauses, now) is not None
         return Refresh(state, sent, self.check(uow, device, state, offers=offers, now=now))
+
+    def _update_supply(self, uow: UnitOfWork, device: Device, now: datetime) -> None:
+        """The bound patient's supply: the roll or tray in the dispenser (see ``services.supply``)."""
+        binding = uow.bindings.active_for_device(device.device_id)
+        if binding is None:
+            return
+        source = self._tray_supply(uow, device, now) if device.family is Family.DOSE_POT else None
+        if device.family is Family.MULTIDOSE_ROLL:
+            source = self._roll_supply(uow, device, binding.patient_id)
+        if source is not None:
+            kind, source_id, runs_out_at, left = source
+            self.supply.set_source(
+                uow,
+                binding.patient_id,
+                source=kind,
+                source_id=source_id,
+                runs_out_at=runs_out_at,
+                doses_left=left,
+                now=now,
+            )
+
+    def _tray_supply(self, uow: UnitOfWork, device: Device, now: datetime) -> _Source | None:
+        record = self.accepted_fill(uow, device, now)
+        if record is None or record.id is None:
+            return None
+        fill = record.fill
+        return "tray", fill.tray_id, fill.last_due, fill.doses_left(uow.dosett.opened(record.id))
+
+    @staticmethod
+    def _roll_supply(uow: UnitOfWork, device: Device, patient_id: int) -> _Source | None:
+        """The roll in the dispenser, reaching to the last intake of the rolls packed after it.
+
+        Their manifests are imported, so the next roll is on its way: no refill warning while it is.
+        """
+        load = uow.rolls.active_load_for_device(device.device_id)
+        manifest = None if load is None else uow.rolls.manifest(load.roll_id)
+        patient = uow.patients.get(patient_id)
+        if load is None or manifest is None or patient is None or load.patient_id != patient_id:
+            return None
+        later = [
+            m
+            for m in uow.rolls.manifests_for_patient(patient.national_id)
+            if m.first_intake > manifest.first_intake and not uow.rolls.was_withdrawn(m.roll_id)
+        ]
+        left = len(manifest.pouches) - len(uow.rolls.dispensed(load.roll_id))
+        left += sum(len(m.pouches) for m in later)
+        runs_out_at = max([manifest.last_intake, *(m.last_intake for m in later)])
+        return "roll", load.roll_id, runs_out_at, left
 
     @staticmethod
     def _supersede(uow: UnitOfWork, msg_id: str, version: int, now: datetime) -> None:

@@ -13,7 +13,14 @@ from dispenser_hub.domain.schedules import DoseWindow, Pause
 from dispenser_hub.services.registry import Conflict, RegistryError
 from dispenser_hub.services.schedule_admin import PatientSchedules
 from dispenser_hub.services.schedules import ScheduleService, ScheduleSweep
-from firmware_protocol.messages import Config, DosePredispensed, Heartbeat, ScheduleApplied, ScheduleRejected
+from firmware_protocol.messages import (
+    Config,
+    DosePredispensed,
+    Heartbeat,
+    RollAlmostEmpty,
+    ScheduleApplied,
+    ScheduleRejected,
+)
 from tests.dispenser_hub.services.test_rolls import D1, D2, HOUR, Rig, make_manifest
 
 if TYPE_CHECKING:
@@ -281,3 +288,37 @@ def test_a_device_that_gave_out_fewer_doses_than_asked_raises_not_enough_doses(r
     )
     with rig.hub.store() as uow:
         assert len([a for a in uow.alarms.select(open_only=True) if a.vkp_code == "3.15"]) == 1
+
+
+def test_the_supply_follows_the_roll_the_next_roll_packed_and_the_devices_reports(rig: ScheduleRig) -> None:
+    manifest = make_manifest(count=6, spacing=12 * HOUR)
+    rig.add(manifest)
+    rig.load(D1, manifest)
+    with rig.hub.store() as uow:
+        record = uow.supplies.supply(rig.patient_a)
+    assert record is not None
+    assert (record.supply.source, record.supply.source_id) == ("roll", "R-1")
+    assert (record.supply.runs_out_at, record.supply.doses_left) == (manifest.last_intake, 6)
+
+    nxt = make_manifest(
+        "R-2", start=manifest.last_intake + 12 * HOUR, count=4
+    )  # the pharmacy packed the next
+    rig.add(nxt)
+    rig.sweep.sweep()
+    with rig.hub.store() as uow:
+        record = uow.supplies.supply(rig.patient_a)
+    assert record is not None
+    assert (record.supply.runs_out_at, record.supply.doses_left) == (nxt.last_intake, 10)
+
+    until = rig.hub.clock.now() + 24 * HOUR  # the device knows better: a pouch was lost
+    rig.send(D1, RollAlmostEmpty, roll_id="R-1", doses_left=2, until=to_ms(until))
+    with rig.hub.store() as uow:
+        record = uow.supplies.supply(rig.patient_a)
+    assert record is not None
+    assert record.supply.runs_out_at == until
+
+    rig.hub.registry.unbind(D1, by="op", reason="moved")
+    with rig.hub.store() as uow:
+        record = uow.supplies.supply(rig.patient_a)
+    assert record is not None
+    assert record.supply.runs_out_at is None
