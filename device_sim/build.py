@@ -1,9 +1,10 @@
 """Turn a scenario into simulated dispensers (and, in standalone mode, the stand-in hub that serves them).
 
 Each ``DeviceSpec`` becomes a ``Dispenser`` with its own reproducible key, patient model, fault model and
-scripted timeline. Supply: a multidose device loads a two-week roll packed for its patient one minute into
-the run (it stays locked until the hub accepts the roll); a dose-pot device starts with a tray filled
-with its next 28 doses. A "wrong roll" is packed for another patient (a different printed reference).
+scripted timeline. Supply (``supply_loader``): one minute into the run a helper loads a multidose device
+with a two-week roll packed for its patient (it stays locked until the hub accepts the roll) and a
+dose-pot device with a tray filled with its next 28 doses (``tray.loaded``). A "wrong roll" is packed for
+another patient (a different printed reference); the right roll after it is the patient's own roll again.
 """
 
 from __future__ import annotations
