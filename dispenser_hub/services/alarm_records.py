@@ -9,14 +9,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dispenser_hub.domain.alarms import SYSTEM_ACTOR, raise_condition, resolve
+from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition, raise_condition, resolve
+from dispenser_hub.domain.model import SubjectKind
+from firmware_protocol.codes import EVENT_MAPPINGS, HUB_CONDITIONS
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from dispenser_hub.domain.alarms import Condition
     from dispenser_hub.domain.model import Alarm
     from dispenser_hub.ports import UnitOfWork
+
+
+def device_condition(kind: str, device_id: str, patient_id: int | None, detail: str) -> Condition:
+    """A hub-detected condition of a dispenser (``kind`` a hub condition or an event type of the code tables).
+
+    Severity and VKP code come from the protocol's code tables (``firmware_protocol.codes``), so every
+    service raises the same kind the same way.
+    """
+    mapping = HUB_CONDITIONS[kind] if kind in HUB_CONDITIONS else EVENT_MAPPINGS[kind]
+    return Condition(
+        kind=kind,
+        subject_kind=SubjectKind.DEVICE,
+        subject_id=device_id,
+        severity=int(mapping.severity),
+        detail=detail,
+        vkp_code=mapping.vkp,
+        device_id=device_id,
+        patient_id=patient_id,
+    )
 
 
 def raise_alarm(uow: UnitOfWork, condition: Condition, now: datetime) -> Alarm:

@@ -17,27 +17,19 @@ from typing import TYPE_CHECKING
 from dispenser_hub.domain import dosett
 from dispenser_hub.domain.model import AuditEntry, FillRecord, PlanRecord
 from dispenser_hub.domain.pouches import ManifestError, from_ms, to_ms
-from dispenser_hub.services.registry import NotFound, RegistryError
-from dispenser_hub.services.schedules import ScheduleService
+from dispenser_hub.services.operator import OperatorService, require_patient
+from dispenser_hub.services.registry import RegistryError
 from firmware_protocol.messages import Family
 
 if TYPE_CHECKING:
     from datetime import date
 
     from dispenser_hub.domain.dosett import DosettPlan
-    from dispenser_hub.ports import Clock, UnitOfWork, UnitOfWorkFactory
+    from dispenser_hub.ports import UnitOfWork
 
 
-class PatientDosett:
+class PatientDosett(OperatorService):
     """Dosett plans and tray fills per patient (see the module rules)."""
-
-    def __init__(
-        self, uow_factory: UnitOfWorkFactory, clock: Clock, schedules: ScheduleService | None = None
-    ) -> None:
-        """Store through ``uow_factory``; rebuild schedules with ``schedules``."""
-        self._uow_factory = uow_factory
-        self._clock = clock
-        self._schedules = schedules or ScheduleService()
 
     def _now(self) -> datetime:
         """The clock's time in UTC, in whole milliseconds (the precision of fills and the wire)."""
@@ -49,26 +41,26 @@ class PatientDosett:
         """Store a new plan version for the patient, in force from its ``valid_from``."""
         now = self._now()
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             stored = uow.dosett.add_plan(PlanRecord(patient_id, plan, now, by))
             detail = (
                 f"plan {stored.id} valid from {plan.valid_from.isoformat()}, {len(plan.times)} dose times"
             )
             uow.audit.add(AuditEntry(now, by, "dosett.plan", f"patient:{patient_id}", detail))
-            self._refresh_patient(uow, patient_id, now)
+            self._refresh_for_trays(uow, patient_id, now)
             uow.commit()
         return stored
 
     def plans(self, patient_id: int) -> list[PlanRecord]:
         """The patient's plans by ``valid_from``, then id (oldest first)."""
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             return uow.dosett.plans(patient_id)
 
     def plan_in_force(self, patient_id: int, day: date) -> PlanRecord | None:
         """The patient's plan in force on ``day`` (``None``: none is)."""
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             return uow.dosett.current_plan(patient_id, day)
 
     # -- tray fills ----------------------------------------------------------------------------------------
@@ -86,7 +78,7 @@ class PatientDosett:
         """Record ``tray_id`` filled now with ``pot_count`` pots from the plan in force on ``first_day``."""
         now = self._now()
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             plan = uow.dosett.current_plan(patient_id, first_day)
             if plan is None:
                 msg = f"no dosett plan in force on {first_day.isoformat()}; add one first"
@@ -109,26 +101,23 @@ class PatientDosett:
                 f"{first_day.isoformat()} (plan {plan.id})"
             )
             uow.audit.add(AuditEntry(now, by, "dosett.fill", f"patient:{patient_id}", detail))
-            self._refresh_patient(uow, patient_id, now)
+            self._refresh_for_trays(uow, patient_id, now)
             uow.commit()
         return stored
 
     def fills(self, patient_id: int) -> tuple[FillRecord, frozenset[int]] | None:
         """The patient's latest fill and its pots recorded as opened; ``None`` if none was filled."""
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             record = uow.dosett.current_fill(patient_id)
             if record is None or record.id is None:
                 return None
             return record, uow.dosett.opened(record.id)
 
-    def _refresh_patient(self, uow: UnitOfWork, patient_id: int, now: datetime) -> None:
+    def _refresh_for_trays(self, uow: UnitOfWork, patient_id: int, now: datetime) -> None:
+        """Rebuild; a carousel's version goes up even before its tray is loaded (plan or fill changed)."""
         binding = uow.bindings.active_for_patient(patient_id)
         device = None if binding is None else uow.devices.get(binding.device_id)
-        if device is not None:
-            self._schedules.refresh(uow, device, now, force=device.family == Family.DOSE_POT)
-
-
-def _require_patient(uow: UnitOfWork, patient_id: int) -> None:
-    if uow.patients.get(patient_id) is None:
-        raise NotFound(f"there is no patient {patient_id}", field="patient_id")
+        self._refresh_patient(
+            uow, patient_id, now, force=device is not None and device.family is Family.DOSE_POT
+        )

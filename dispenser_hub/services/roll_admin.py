@@ -15,21 +15,18 @@ Audited; the schedule is rebuilt in the same transaction.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from dispenser_hub.domain.alarms import Condition
 from dispenser_hub.domain.model import AuditEntry, SubjectKind
 from dispenser_hub.domain.rolls import RollEndReason, end_load
-from dispenser_hub.services.alarm_records import raise_alarm
+from dispenser_hub.services.alarm_records import device_condition, raise_alarm
+from dispenser_hub.services.operator import OperatorService
 from dispenser_hub.services.registry import Conflict, NotFound, RegistryError
-from dispenser_hub.services.schedules import ScheduleService
-from firmware_protocol.codes import HUB_CONDITIONS
 
 if TYPE_CHECKING:
     from dispenser_hub.domain.rolls import RollLoad
-    from dispenser_hub.ports import Clock, UnitOfWorkFactory
 
 PLAN_CHANGED = "plan_changed"
 """Alarm kind of a pharmacy plan change (the hub condition of VKP 3.22)."""
@@ -42,16 +39,8 @@ class EndReason(StrEnum):
     PLAN_CHANGED = RollEndReason.PLAN_CHANGED.value
 
 
-class RollAdmin:
+class RollAdmin(OperatorService):
     """Ends the roll load of a dispenser on an operator's word (see the module rules)."""
-
-    def __init__(
-        self, uow_factory: UnitOfWorkFactory, clock: Clock, schedules: ScheduleService | None = None
-    ) -> None:
-        """Store through ``uow_factory``; rebuild schedules with ``schedules``."""
-        self._uow_factory = uow_factory
-        self._clock = clock
-        self._schedules = schedules or ScheduleService()
 
     def end_roll(self, device_id: str, reason: EndReason, *, note: str, by: str) -> RollLoad:
         """End the dispenser's active roll load for ``reason``; ``note`` says what happened."""
@@ -72,24 +61,11 @@ class RollAdmin:
             detail = f"roll {load.roll_id} ended ({reason.value}): {note.strip()[:200]}"
             uow.audit.add(AuditEntry(now, by, "roll.end", subject, detail))
             if reason is EndReason.PLAN_CHANGED:
-                raise_alarm(uow, _plan_changed(device_id, load, now), now)
+                detail = (
+                    f"the pharmacy changed the plan: roll {load.roll_id} withdrawn {now:%Y-%m-%d %H:%M} UTC; "
+                    "load the new roll"
+                )
+                raise_alarm(uow, device_condition(PLAN_CHANGED, device_id, load.patient_id, detail), now)
             self._schedules.refresh(uow, device, now)
             uow.commit()
         return ended
-
-
-def _plan_changed(device_id: str, load: RollLoad, now: datetime) -> Condition:
-    mapping = HUB_CONDITIONS[PLAN_CHANGED]
-    return Condition(
-        kind=PLAN_CHANGED,
-        subject_kind=SubjectKind.DEVICE,
-        subject_id=device_id,
-        severity=int(mapping.severity),
-        detail=(
-            f"the pharmacy changed the plan: roll {load.roll_id} withdrawn {now:%Y-%m-%d %H:%M} UTC; "
-            "load the new roll"
-        ),
-        vkp_code=mapping.vkp,
-        device_id=device_id,
-        patient_id=load.patient_id,
-    )

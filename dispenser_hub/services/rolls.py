@@ -48,9 +48,9 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition
+from dispenser_hub.domain.alarms import SYSTEM_ACTOR
 from dispenser_hub.domain.model import AuditEntry, SubjectKind
-from dispenser_hub.domain.pouches import ALARM_VKP, WRONG_ROLL, PouchScan, from_ms, judge_pouch
+from dispenser_hub.domain.pouches import WRONG_ROLL, PouchScan, from_ms, judge_pouch
 from dispenser_hub.domain.rolls import (
     BoundPatient,
     ReportedRoll,
@@ -59,10 +59,9 @@ from dispenser_hub.domain.rolls import (
     judge_roll,
     start_load,
 )
-from dispenser_hub.services.alarm_records import raise_alarm
+from dispenser_hub.services.alarm_records import device_condition, raise_alarm
 from dispenser_hub.services.downlink import enqueue
 from dispenser_hub.services.schedules import ScheduleService
-from firmware_protocol.codes import HUB_CONDITIONS
 from firmware_protocol.messages import Lock, PouchScanned, RollEmpty, RollLoaded, RollVerdict
 
 if TYPE_CHECKING:
@@ -259,14 +258,5 @@ class RollService:
     def _wrong_roll(
         uow: UnitOfWork, device_id: str, patient: BoundPatient | None, detail: str, now: datetime
     ) -> None:
-        condition = Condition(
-            kind=WRONG_ROLL,
-            subject_kind=SubjectKind.DEVICE,
-            subject_id=device_id,
-            severity=int(HUB_CONDITIONS[WRONG_ROLL].severity),
-            detail=detail,
-            vkp_code=ALARM_VKP[WRONG_ROLL],
-            device_id=device_id,
-            patient_id=None if patient is None else patient.patient_id,
-        )
-        raise_alarm(uow, condition, now)
+        patient_id = None if patient is None else patient.patient_id
+        raise_alarm(uow, device_condition(WRONG_ROLL, device_id, patient_id, detail), now)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from dispenser_hub.domain.alarms import Condition
-from dispenser_hub.domain.model import AuditEntry, DeviceStatus, DoseSettings, PauseRecord, SubjectKind
+from dispenser_hub.domain.model import AuditEntry, DeviceStatus, DoseSettings, PauseRecord
 from dispenser_hub.domain.pouches import to_ms
 from dispenser_hub.domain.schedules import (
     TRIP_SHORT,
@@ -27,16 +26,14 @@ from dispenser_hub.domain.schedules import (
     trip_doses,
 )
 from dispenser_hub.domain.wallclock import OSLO
-from dispenser_hub.services.alarm_records import raise_alarm
+from dispenser_hub.services.alarm_records import device_condition, raise_alarm
 from dispenser_hub.services.downlink import enqueue
+from dispenser_hub.services.operator import OperatorService, require_patient
 from dispenser_hub.services.registry import Conflict, NotFound, RegistryError
-from dispenser_hub.services.schedules import ScheduleService
-from firmware_protocol.codes import EVENT_MAPPINGS
 from firmware_protocol.messages import Predispense
 
 if TYPE_CHECKING:
     from dispenser_hub.domain.model import DeviceSchedule
-    from dispenser_hub.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 
 MAX_TRIP: Final = timedelta(days=28)
@@ -44,26 +41,15 @@ TRIP_COMMAND_TTL: Final = timedelta(hours=1)
 """A pre-dispense is for someone standing at the dispenser: not carried out within an hour, it lapses."""
 
 
-class PatientSchedules:
+class PatientSchedules(OperatorService):
     """Dose settings and pauses per patient; the schedule state per device (see the module rules)."""
-
-    def __init__(
-        self, uow_factory: UnitOfWorkFactory, clock: Clock, schedules: ScheduleService | None = None
-    ) -> None:
-        """Store through ``uow_factory``; rebuild schedules with ``schedules``."""
-        self._uow_factory = uow_factory
-        self._clock = clock
-        self._schedules = schedules or ScheduleService()
-
-    def _now(self) -> datetime:
-        return self._clock.now().astimezone(UTC)
 
     # -- dose settings -------------------------------------------------------------------------------------
 
     def settings(self, patient_id: int) -> tuple[DoseWindow, DoseSettings | None]:
         """The patient's window in force (defaults when none was set) and the stored record, if any."""
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             stored = uow.schedules.settings(patient_id)
         return (stored.window if stored else DoseWindow()), stored
 
@@ -71,7 +57,7 @@ class PatientSchedules:
         """Set the patient's window and reminders (unnamed fields keep their current values)."""
         now = self._now()
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             current = uow.schedules.settings(patient_id)
             base = current.window if current else DoseWindow()
             try:
@@ -91,7 +77,7 @@ class PatientSchedules:
     def pauses(self, patient_id: int) -> list[PauseRecord]:
         """Every pause of the patient, by start."""
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             return uow.schedules.pauses(patient_id)
 
     def add_pause(
@@ -106,7 +92,7 @@ class PatientSchedules:
         if pause.end <= now:
             raise RegistryError("end: the pause is over already; give an end in the future", field="end")
         with self._uow_factory() as uow:
-            _require_patient(uow, patient_id)
+            require_patient(uow, patient_id)
             stored = uow.schedules.add_pause(PauseRecord(patient_id, pause, now, by))
             detail = (
                 f"pause {stored.id} {pause.start.isoformat()} to {pause.end.isoformat()} ({pause.reason})"
@@ -164,7 +150,10 @@ class PatientSchedules:
             short = covered is None or covered < end
             detail = _trip_detail(len(trip.requested), covered, end)
             if short:
-                raise_alarm(uow, _trip_condition(device_id, binding.patient_id, detail), now)
+                short_detail = f"not enough doses for the trip: {detail}"
+                raise_alarm(
+                    uow, device_condition(TRIP_SHORT, device_id, binding.patient_id, short_detail), now
+                )
             command = enqueue(
                 uow,
                 device_id,
@@ -192,12 +181,6 @@ class PatientSchedules:
             bound = uow.bindings.active_for_device(device_id) is not None
         return state, (self._schedules.problem(state, offers=None, now=now) if bound else None)
 
-    def _refresh_patient(self, uow: UnitOfWork, patient_id: int, now: datetime) -> None:
-        binding = uow.bindings.active_for_patient(patient_id)
-        device = None if binding is None else uow.devices.get(binding.device_id)
-        if device is not None:
-            self._schedules.refresh(uow, device, now)
-
 
 @dataclass(frozen=True, slots=True)
 class Trip:
@@ -224,25 +207,6 @@ def _trip_detail(requested: int, covered: datetime | None, end: datetime) -> str
         f"{requested} doses due in the trip; the supply in the dispenser covers {until}, "
         f"the trip ends {end.astimezone(OSLO):%Y-%m-%d %H:%M} (Europe/Oslo)"
     )
-
-
-def _trip_condition(device_id: str, patient_id: int, detail: str) -> Condition:
-    mapping = EVENT_MAPPINGS[TRIP_SHORT]
-    return Condition(
-        kind=TRIP_SHORT,
-        subject_kind=SubjectKind.DEVICE,
-        subject_id=device_id,
-        severity=int(mapping.severity),
-        detail=f"not enough doses for the trip: {detail}",
-        vkp_code=mapping.vkp,
-        device_id=device_id,
-        patient_id=patient_id,
-    )
-
-
-def _require_patient(uow: UnitOfWork, patient_id: int) -> None:
-    if uow.patients.get(patient_id) is None:
-        raise NotFound(f"there is no patient {patient_id}", field="patient_id")
 
 
 def _describe(window: DoseWindow) -> str:

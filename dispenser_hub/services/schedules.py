@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition
+from dispenser_hub.domain.alarms import SYSTEM_ACTOR
 from dispenser_hub.domain.dosett import judge_tray_loaded, pot_doses
 from dispenser_hub.domain.model import (
     CommandStatus,
@@ -55,10 +55,9 @@ from dispenser_hub.domain.schedules import (
     to_wire_slots,
 )
 from dispenser_hub.domain.supply import SupplySource
-from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
+from dispenser_hub.services.alarm_records import device_condition, end_alarm, raise_alarm
 from dispenser_hub.services.downlink import enqueue
 from dispenser_hub.services.supply import SupplyService
-from firmware_protocol.codes import HUB_CONDITIONS
 from firmware_protocol.messages import Config, Family, TrayLoaded
 
 if TYPE_CHECKING:
@@ -389,16 +388,8 @@ class ScheduleService:
             if settled or binding is None or not in_service:
                 end_alarm(uow, key, "the dispenser holds a valid schedule" if settled else "not in use", now)
             return None
-        mapping = HUB_CONDITIONS[NO_SCHEDULE]
-        condition = Condition(
-            kind=NO_SCHEDULE,
-            subject_kind=SubjectKind.DEVICE,
-            subject_id=device.device_id,
-            severity=int(mapping.severity),
-            detail=problem,
-            vkp_code=mapping.vkp,
-            device_id=device.device_id,
-            patient_id=binding.patient_id if binding else None,
+        condition = device_condition(
+            NO_SCHEDULE, device.device_id, binding.patient_id if binding else None, problem
         )
         current = uow.alarms.open_by_key(key)
         if current is None or current.detail != problem:  # a sweep does not count the same reason again

@@ -19,15 +19,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition
-from dispenser_hub.domain.dosett import ALARM_VKP, judge_pot_opened, judge_tray_loaded
+from dispenser_hub.domain.alarms import SYSTEM_ACTOR
+from dispenser_hub.domain.dosett import judge_pot_opened, judge_tray_loaded
 from dispenser_hub.domain.model import AuditEntry, SubjectKind
 from dispenser_hub.domain.pouches import from_ms
 from dispenser_hub.domain.schedules import DoseWindow
-from dispenser_hub.services.alarm_records import raise_alarm
+from dispenser_hub.services.alarm_records import device_condition, raise_alarm
 from dispenser_hub.services.downlink import enqueue
 from dispenser_hub.services.schedules import ScheduleService
-from firmware_protocol.codes import HUB_CONDITIONS
 from firmware_protocol.messages import Lock, PotOpened, TrayLoaded
 
 if TYPE_CHECKING:
@@ -77,9 +76,10 @@ class TrayService:
         if not decision.accept:
             if decision.alarm_kind is not None:
                 patient_id = None if binding is None else binding.patient_id
-                self._alarm(
-                    uow, device.device_id, patient_id, decision.alarm_kind, detail=decision.detail, now=now
+                condition = device_condition(
+                    decision.alarm_kind, device.device_id, patient_id, decision.detail
                 )
+                raise_alarm(uow, condition, now)
             lock = Lock(expires=_ms(now + COMMAND_TTL), reason=decision.detail)
             enqueue(uow, device.device_id, lock, by=SYSTEM_ACTOR, now=now, corr_id=envelope.msg_id)
         self._schedules.refresh(uow, device, now)
@@ -109,23 +109,5 @@ class TrayService:
         if decision.mark_opened and record is not None and record.id is not None:
             uow.dosett.mark_opened(record.id, body.pot, from_ms(envelope.ts))
         if decision.alarm_kind is not None:
-            self._alarm(
-                uow, device.device_id, patient_id, decision.alarm_kind, detail=decision.detail, now=now
-            )
-
-    @staticmethod
-    def _alarm(
-        uow: UnitOfWork, device_id: str, patient_id: int | None, kind: str, *, detail: str, now: datetime
-    ) -> None:
-        mapping = HUB_CONDITIONS[kind]
-        condition = Condition(
-            kind=kind,
-            subject_kind=SubjectKind.DEVICE,
-            subject_id=device_id,
-            severity=int(mapping.severity),
-            detail=detail,
-            vkp_code=ALARM_VKP.get(kind, mapping.vkp),
-            device_id=device_id,
-            patient_id=patient_id,
-        )
-        raise_alarm(uow, condition, now)
+            condition = device_condition(decision.alarm_kind, device.device_id, patient_id, decision.detail)
+            raise_alarm(uow, condition, now)
