@@ -112,7 +112,10 @@ class DeviceRepository(Protocol):
 
     def get(self, device_id: str) -> Device | None: ...
     def get_many(self, device_ids: Collection[str]) -> dict[str, Device]:
-        """The stored devices among ``device_ids``, by id (ids nobody registered are absent)."""
+        """The stored devices among ``device_ids``, by id (ids nobody registered are absent).
+
+        For a read-modify-write (ingest): a database store locks the rows until the transaction ends.
+        """
         ...
 
     def get_by_serial(self, serial: str) -> Device | None: ...

@@ -95,6 +95,7 @@ class PatientDosett(OperatorService):
                 )
             except ManifestError as exc:  # PlanError too
                 raise RegistryError(str(exc), field=exc.field) from None
+            previous = uow.dosett.latest_fill_of_tray(fill.tray_id)
             stored = uow.dosett.add_fill(FillRecord(fill))
             detail = (
                 f"fill {stored.id} of tray {fill.tray_id}: {len(fill.pots)} pots from "
@@ -102,6 +103,9 @@ class PatientDosett(OperatorService):
             )
             uow.audit.add(AuditEntry(now, by, "dosett.fill", f"patient:{patient_id}", detail))
             self._refresh_for_trays(uow, patient_id, now)
+            if previous is not None and previous.fill.patient_id != patient_id:
+                # The tray was another patient's: their dispenser loses its pots at once.
+                self._refresh_for_trays(uow, previous.fill.patient_id, now)
             uow.commit()
         return stored
 

@@ -112,6 +112,10 @@ class IngestCounters:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
+_RUN_ENDERS = (ProvisionRequest, TrayLoaded)
+"""Messages processed on their own within a batch (see ``IngestService._batch``)."""
+
+
 class _Refused(Exception):  # noqa: N818 - control flow inside one message, never escapes
     def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
@@ -186,7 +190,9 @@ class IngestService:
         Decoding needs no storage; the batch's devices are read in one query and kept current in
         ``devices`` as messages change them; events are stored in one statement per run of messages and the
         changed devices written back in one statement. An enrollment request ends a run (it changes its
-        device in storage), so every message sees exactly what message-by-message processing would show it.
+        device in storage), and a ``tray.loaded`` is a run of its own (the tray checks read the latest one
+        from the stored events, which must not include the messages after it), so every message sees exactly
+        what message-by-message processing would show it.
         """
         checked = [self._decode(message) for message in batch]
         ids = {item.envelope.device for item in checked if not isinstance(item, _Refused)}
@@ -194,12 +200,18 @@ class IngestService:
         verdicts: list[Verdict] = []
         run: list[tuple[Inbound, Received | _Refused]] = []
         for message, item in zip(batch, checked, strict=True):
-            if isinstance(item, _Refused) or not isinstance(item.envelope.body, ProvisionRequest):
+            own_run = not isinstance(item, _Refused) and isinstance(item.envelope.body, _RUN_ENDERS)
+            if not own_run:
                 run.append((message, item))
                 continue
             verdicts += self._run(uow, run, devices)
             run = []
-            verdicts.append(self._enrollment(uow, message, item, item.envelope.body))
+            assert not isinstance(item, _Refused)  # noqa: S101 - own_run
+            body = item.envelope.body
+            if not isinstance(body, ProvisionRequest):  # a tray.loaded
+                verdicts += self._run(uow, [(message, item)], devices)
+                continue
+            verdicts.append(self._enrollment(uow, message, item, body))
             found = uow.devices.get(item.envelope.device)
             if found is not None:
                 devices[found.device_id] = found

@@ -101,8 +101,13 @@ def _digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+_NOT_COMPARED = frozenset({"version", "slots", "almost_empty_doses"})
+"""``almost_empty_doses`` follows the doses of the next 72 hours and shifts with every dose: it goes out with
+the next version sent for another reason, not as a version of its own."""
+
+
 def _settings_part(config: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in config.items() if key not in {"version", "slots"}}
+    return {key: value for key, value in config.items() if key not in _NOT_COMPARED}
 
 
 def needs_new_version(old: dict[str, Any], new: dict[str, Any], *, now: datetime, horizon: timedelta) -> bool:
@@ -322,8 +327,15 @@ class ScheduleService:
         state = uow.schedules.device_schedule(device.device_id)
         if state is None or version > state.version or state.applied_version == version:
             return
+        rejected = state.rejected_version == version  # refused once (e.g. clock not set), applied now
         state = uow.schedules.put_device_schedule(
-            dataclasses.replace(state, applied_version=version, applied_at=now)
+            dataclasses.replace(
+                state,
+                applied_version=version,
+                applied_at=now,
+                rejected_version=None if rejected else state.rejected_version,
+                rejected_reason=None if rejected else state.rejected_reason,
+            )
         )
         if version == state.version:
             self._finish(

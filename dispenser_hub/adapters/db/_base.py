@@ -75,8 +75,12 @@ class SqlRepository:
             rows[device_id] = row
         return row
 
-    def _device_rows(self, device_ids: Collection[str]) -> dict[str, DeviceRow]:
-        """The rows of the ``device_ids`` that exist: cached ones, the rest in one query (then cached)."""
+    def _device_rows(self, device_ids: Collection[str], *, lock: bool = False) -> dict[str, DeviceRow]:
+        """The rows of the ``device_ids`` that exist: cached ones, the rest in one query (then cached).
+
+        ``lock``: the rows selected are locked until the transaction ends (``FOR UPDATE`` on PostgreSQL;
+        SQLite's writer lock covers the whole transaction already).
+        """
         rows: dict[str, DeviceRow] = self._session.info.setdefault(_DEVICE_ROWS, {})
         found: dict[str, DeviceRow] = {}
         missing: list[str] = []
@@ -90,6 +94,8 @@ class SqlRepository:
             statement = select(DeviceRow).where(
                 col(DeviceRow.device_id).in_(missing[start : start + _IN_CHUNK])
             )
+            if lock:
+                statement = statement.with_for_update()
             for row in self._session.exec(statement):
                 rows[row.device_id] = found[row.device_id] = row
         return found

@@ -45,8 +45,12 @@ class SqlDeviceRepository(SqlRepository):
         return None if row is None else _device(row)
 
     def get_many(self, device_ids: Collection[str]) -> dict[str, Device]:
-        """The stored devices among ``device_ids``, by id (one query; the rows join the session's cache)."""
-        return {row.device_id: _device(row) for row in self._device_rows(device_ids).values()}
+        """The stored devices among ``device_ids``, by id (one query; the rows join the session's cache).
+
+        The rows read are locked until the transaction ends: ingest writes them back whole
+        (``update_many``), so an operator's change made meanwhile (a retirement) waits, not undone.
+        """
+        return {row.device_id: _device(row) for row in self._device_rows(device_ids, lock=True).values()}
 
     def get_by_serial(self, serial: str) -> Device | None:
         """The device with this serial number."""

@@ -125,6 +125,10 @@ def test_nothing_new_is_sent_while_the_schedule_is_unchanged(rig: ScheduleRig) -
     rig.hub.clock.advance(HOUR)
     assert rig.sweep.sweep() == 0
     assert rig.configs() == []
+    rig.hub.clock.advance(
+        12 * HOUR
+    )  # a dose's window closed, so fewer doses are left in 72 h: no new version
+    assert rig.sweep.sweep() == 0
 
 
 def test_new_settings_send_a_new_version_and_supersede_an_unanswered_one(rig: ScheduleRig) -> None:
@@ -182,6 +186,9 @@ def test_a_refused_schedule_raises_no_schedule_with_the_devices_reason(rig: Sche
     (alarm,) = rig.no_schedule()
     assert "refused schedule version 2" in alarm.detail
     assert "E_NOT_SUPPORTED" in alarm.detail
+    rig.send(D1, Heartbeat, schedule_version=2)  # refused once (say, before its clock was set), applied now
+    assert rig.no_schedule() == []
+    assert rig.state().rejected_version is None
 
 
 def test_a_schedule_not_applied_in_time_raises_no_schedule_until_a_heartbeat_shows_it(

@@ -11,6 +11,7 @@ import pytest
 from dispenser_hub.domain.dosett import DosettPlan, PlanTime, fill_tray
 from dispenser_hub.domain.model import FillRecord, Patient, PlanRecord, Responsibility
 from dispenser_hub.domain.pouches import DrugLine, to_ms
+from dispenser_hub.services.dosett_admin import PatientDosett
 from dispenser_hub.services.ingest import Verdict
 from firmware_protocol import KeyRing, decode, verify
 from firmware_protocol.messages import Config, Family, Lock, PotOpened, TrayLoaded
@@ -149,3 +150,35 @@ def test_opened_pots_are_recorded_and_a_foreign_pot_raises_the_alarm(rig: TrayRi
     assert "T-9" in alarm.detail
     with rig.hub.store() as uow:
         assert uow.dosett.opened(record.id) == {1}
+
+
+def test_a_pot_opened_before_a_new_tray_in_one_batch_is_judged_against_the_old_tray(rig: TrayRig) -> None:
+    """A buffered replay: the last pot of the old tray, then the new tray, delivered in one batch."""
+    old = rig.fill(rig.patient_a, "T-1")
+    rig.send(TrayLoaded, tray_id="T-1", pots_filled=14)
+    rig.fill(rig.patient_a, "T-2")
+    rig.hub.clock.advance(timedelta(hours=1))
+    now = rig.hub.clock.now()
+    batch = [
+        rig.device.message(PotOpened, now, tray_id="T-1", pot=1, slot_id="s-20261123-0900"),
+        rig.device.message(TrayLoaded, now, tray_id="T-2", pots_filled=14),
+    ]
+    assert rig.hub.deliver(*batch) == [Verdict.STORED, Verdict.STORED]
+    assert old.id is not None
+    with rig.hub.store() as uow:
+        assert uow.dosett.opened(old.id) == {1}
+    assert rig.wrong_tray_alarms() == []
+
+
+def test_refilling_the_tray_for_another_patient_empties_the_old_dispensers_schedule_at_once(
+    rig: TrayRig,
+) -> None:
+    rig.fill(rig.patient_a)
+    rig.send(TrayLoaded, tray_id="T-1", pots_filled=14)
+    rig.published()
+    office = PatientDosett(rig.hub.store, rig.hub.clock)
+    office.add_plan(rig.patient_b, PLAN, by="op")
+    office.fill_tray(rig.patient_b, tray_id="T-1", first_day=date(2026, 11, 23), filled_by="nurse", by="op")
+    configs = [b for b in rig.published() if isinstance(b, Config)]
+    assert configs
+    assert configs[-1].slots == []
