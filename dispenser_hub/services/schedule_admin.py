@@ -147,7 +147,7 @@ class PatientSchedules(OperatorService):
             doses = [PlannedDose(s.due, pouch_id=s.pouch_id, pot=s.pot) for s in schedule.slots]
             trip = trip_doses(doses, max(start, now), end)
             covered = _covered_until(doses)
-            short = covered is None or covered < end
+            short = covered is None or (covered < end and not schedule.left_out)  # left out: more to come
             detail = _trip_detail(len(trip.requested), covered, end)
             if short:
                 short_detail = f"not enough doses for the trip: {detail}"
