@@ -8,6 +8,8 @@ The database must be at the code's migration revision (``dispenser-hub migrate``
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -21,6 +23,9 @@ from dispenser_hub.adapters.db.uow import SqlUnitOfWorkFactory
 from dispenser_hub.adapters.mqtt.hub_client import HubMqttClient
 from dispenser_hub.adapters.pki import CaMissingError, CertificateAuthority
 from dispenser_hub.adapters.scheduler import PeriodicJobs
+from dispenser_hub.ports import StorageUnavailableError
+from dispenser_hub.services.deadlines import TICK_S, DeadlineTimer
+from dispenser_hub.services.doses import CLOSE
 from dispenser_hub.services.downlink import CommandSender, HubSender
 from dispenser_hub.services.ingest import IngestLimits, IngestService, Verdict
 from dispenser_hub.services.presence import PresenceMonitor
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 SEND_EVERY_S = 1.0
 SWEEP_EVERY_S = 30.0
+DEADLINE_TICK_S = TICK_S
 SCHEDULE_EVERY_S = 300.0
 """Schedules are refreshed on every change anyway; the timer moves the horizon on and checks 3.8."""
 CA_ORGANISATION = "dispenser-hub"
@@ -60,6 +66,7 @@ class Hub:
     presence: PresenceMonitor
     schedules: ScheduleSweep
     supply: SupplySweep
+    deadlines: DeadlineTimer
     mqtt: HubMqttClient
     jobs: PeriodicJobs = field(default_factory=PeriodicJobs)
     started: bool = False
@@ -71,6 +78,7 @@ class Hub:
         self.jobs.every(SWEEP_EVERY_S, self.presence.sweep, name="no-contact-sweep")
         self.jobs.every(SCHEDULE_EVERY_S, self.schedules.sweep, name="schedule-sweep")
         self.jobs.every(SCHEDULE_EVERY_S, self.supply.sweep, name="refill-sweep")
+        self.jobs.every(DEADLINE_TICK_S, self.deadlines.tick, name="deadline-timer")
         self.jobs.start()
         self.started = True
 
@@ -80,6 +88,10 @@ class Hub:
             self.jobs.stop()
             self.mqtt.stop()
             self.started = False
+            try:
+                self.deadlines.release()  # another hub process may lead at once
+            except StorageUnavailableError:
+                _log.warning("could not release the deadline timer's lease; it lapses by itself")
         self.engine.dispose()
 
     def health(self) -> dict[str, object]:
@@ -178,6 +190,20 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     )
     sweep = ScheduleSweep(uow_factory, clock, schedules)
     refill = SupplySweep(uow_factory, clock, schedules.supply)
+    holder = f"{settings.mqtt_client_id}:{socket.gethostname()}:{os.getpid()}"
+    timer = DeadlineTimer(uow_factory, clock, {CLOSE: schedules.doses.on_close}, holder=holder)
     return Hub(
-        settings, engine, uow_factory, clock, ca, registry, ingest, commands, presence, sweep, refill, mqtt
+        settings,
+        engine,
+        uow_factory,
+        clock,
+        ca,
+        registry,
+        ingest,
+        commands,
+        presence,
+        sweep,
+        refill,
+        timer,
+        mqtt,
     )

@@ -12,13 +12,14 @@ All datetimes are timezone-aware UTC, in and out (the SQL adapter stores UTC and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime  # noqa: TC003 - used at runtime by the Inbound dataclass
+from datetime import date, datetime, timedelta  # noqa: TC003 - used at runtime by the Inbound dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from types import TracebackType
 
+    from dispenser_hub.domain.doses import Dose
     from dispenser_hub.domain.model import (
         Alarm,
         AlarmLogEntry,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         Command,
         Contact,
         DeadLetter,
+        Deadline,
         Device,
         DeviceEvent,
         DeviceSchedule,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
         DoseSettings,
         EnrollmentCode,
         FillRecord,
+        Notification,
         Patient,
         PauseRecord,
         PlanRecord,
@@ -388,6 +391,106 @@ class SupplyRepository(Protocol):
         ...
 
 
+class DoseRepository(Protocol):
+    """Scheduled doses and their outcome (``doses.Dose``), one per (device_id, slot_id)."""
+
+    def put(self, dose: Dose) -> Dose:
+        """Insert, or replace the dose with the same (device_id, slot_id); returns it with its id.
+
+        ``NotFoundError`` if the device or the patient does not exist.
+        """
+        ...
+
+    def get(self, device_id: str, slot_id: str) -> Dose | None: ...
+    def for_device(self, device_id: str, *, since: datetime | None = None, limit: int = 500) -> list[Dose]:
+        """The device's doses by due time (then id), from ``since`` (due at or after) if given."""
+        ...
+
+    def for_patient(
+        self,
+        patient_id: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 500,
+    ) -> list[Dose]:
+        """The patient's doses by due time (then id), due in ``[since, until)`` where given."""
+        ...
+
+    def in_states(self, patient_id: int, states: Collection[str]) -> list[Dose]:
+        """The patient's doses in any of ``states`` (``DoseState`` values), by due time."""
+        ...
+
+
+class NotificationRepository(Protocol):
+    """The notification outbox: one row per message to one recipient, unique per ``key``."""
+
+    def add(self, notification: Notification) -> Notification | None:
+        """Store a new notification; ``None`` (nothing stored) if its ``key`` exists (never sent twice)."""
+        ...
+
+    def get(self, notification_id: int) -> Notification | None: ...
+    def by_key(self, key: str) -> Notification | None: ...
+    def update(self, notification: Notification) -> Notification:
+        """Replace the stored notification with the same id (``NotFoundError`` if there is none)."""
+        ...
+
+    def due(self, now: datetime, *, limit: int = 100) -> list[Notification]:
+        """Pending notifications whose ``next_attempt_at`` is at or before ``now``, earliest first.
+
+        A database store locks them for this transaction, skipping rows another transaction holds.
+        """
+        ...
+
+    def for_alarm(self, alarm_id: int) -> list[Notification]:
+        """The alarm's notifications, oldest first."""
+        ...
+
+
+class DeadlineRepository(Protocol):
+    """Time-driven work as rows with an indexed due time (``model.Deadline``); unique per ``key``."""
+
+    def schedule(self, deadline: Deadline) -> Deadline:
+        """Store a deadline, or move a pending one with the same key (new ``due_at``, ``kind``, ``payload``).
+
+        A key that fired or was cancelled stays as it is (returned unchanged): a purpose is served once.
+        """
+        ...
+
+    def get(self, key: str) -> Deadline | None: ...
+    def cancel(self, key: str, at: datetime) -> bool:
+        """Cancel a pending deadline; ``False`` if there is none pending with that key."""
+        ...
+
+    def due(self, now: datetime, *, limit: int = 100) -> list[Deadline]:
+        """Pending deadlines with ``due_at`` at or before ``now``, earliest first (then id).
+
+        A database store locks them for this transaction and skips rows another transaction holds
+        (``FOR UPDATE SKIP LOCKED``), so two timers never fire the same deadline.
+        """
+        ...
+
+    def update(self, deadline: Deadline) -> Deadline:
+        """Replace the stored deadline with the same id (``NotFoundError`` if there is none)."""
+        ...
+
+    def pending(self, *, kind: str | None = None, limit: int = 100) -> list[Deadline]:
+        """Pending deadlines, earliest first (for operators and tests)."""
+        ...
+
+
+class LeaseRepository(Protocol):
+    """Named leases: at most one holder at a time (the deadline timer's leader)."""
+
+    def acquire(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the lease until ``now + ttl``; ``False`` while another holder's lease runs."""
+        ...
+
+    def release(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` has it."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository (see the module docstring)."""
 
@@ -405,6 +508,10 @@ class UnitOfWork(Protocol):
     schedules: ScheduleRepository
     dosett: DosettRepository
     supplies: SupplyRepository
+    deadlines: DeadlineRepository
+    leases: LeaseRepository
+    doses: DoseRepository
+    notifications: NotificationRepository
     audit: AuditRepository
 
     def commit(self) -> None: ...
@@ -424,6 +531,30 @@ class UnitOfWorkFactory(Protocol):
     """Opens a new unit of work (a new transaction)."""
 
     def __call__(self) -> UnitOfWork: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a channel made of one notification: accepted, or not and whether trying again may help."""
+
+    ok: bool
+    retry: bool = False
+    """Not accepted, but the failure may pass (timeout, 5xx, 429, connection refused)."""
+    detail: str = ""
+    """For operators and logs: never the message text or the address."""
+
+
+class NotificationChannel(Protocol):
+    """Sends notifications of one kind (``name``: ``sms``, ``email``, ``webhook``...): the adapters."""
+
+    name: str
+
+    def send(self, address: str, subject: str, text: str, *, key: str) -> Delivery:
+        """Hand one message to the channel; ``key`` (the notification's) lets receivers drop repeats.
+
+        Never raises for a failed delivery: the outcome is the ``Delivery``.
+        """
+        ...
 
 
 class Clock(Protocol):

@@ -415,3 +415,74 @@ class SupplyRecord:
     updated_at: datetime
     sent: frozenset[str] = frozenset()
     """``RefillWarning.key``s sent: each stage notifies once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """Something that must happen at ``due_at`` (a dose window's end, an escalation step...), as a row.
+
+    The database is the source of truth for time-driven work (ARCHITECTURE.md, Time): a timer fires what is
+    due, and marks it ``fired_at`` in the same transaction as its effect, so a crash means a retry, never a
+    loss or a double. ``key`` is unique and names the purpose (``dose:<device>:<slot>:close``), so the
+    same deadline is never scheduled twice.
+    """
+
+    key: str
+    kind: str
+    """Which handler fires it (e.g. ``dose.close``, ``escalation.step``)."""
+    due_at: datetime
+    created_at: datetime
+    payload: dict[str, object] = field(default_factory=dict)
+    fired_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    attempts: int = 0
+    """Failed firings so far (a handler that raised); the timer retries with backoff."""
+    last_error: str | None = None
+    id: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Neither fired nor cancelled."""
+        return self.fired_at is None and self.cancelled_at is None
+
+
+class NotificationStatus(enum.StrEnum):
+    """A notification's life in the outbox."""
+
+    PENDING = "pending"
+    """Waiting for its (next) attempt."""
+    SENT = "sent"
+    """Handed to the channel, which accepted it."""
+    FAILED = "failed"
+    """Given up after ``max_attempts`` (the escalation moves on; a failing channel raises an alarm)."""
+    CANCELLED = "cancelled"
+    """Not needed any more (the alarm was acknowledged or resolved before it went out)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message to one recipient over one channel, in the outbox (never sent twice: ``key`` is unique).
+
+    ``address`` is the channel's address (phone number, e-mail address, webhook URL, console user) and is
+    stored encrypted where it identifies a person; ``text`` never holds patient-identifying data.
+    """
+
+    key: str
+    """Idempotency key, e.g. ``esc:<alarm id>:<step>:<repeat>:<recipient>``."""
+    channel: str
+    """``sms``, ``email``, ``webhook`` or ``console``."""
+    address: str
+    recipient: str
+    """Who it is for, for people: a contact or roster reference, a team, "response centre"."""
+    subject: str
+    text: str
+    created_at: datetime
+    next_attempt_at: datetime
+    alarm_id: int | None = None
+    step_key: str | None = None
+    status: NotificationStatus = NotificationStatus.PENDING
+    attempts: int = 0
+    sent_at: datetime | None = None
+    last_error: str | None = None
+    acknowledged_at: datetime | None = None
+    id: int | None = None

@@ -49,6 +49,7 @@ from firmware_protocol.messages import (
     Birth,
     CommandAck,
     CommandNack,
+    DosePredispensed,
     Heartbeat,
     PotOpened,
     PouchScanned,
@@ -65,6 +66,7 @@ from firmware_protocol.messages import (
     TrayEmpty,
     TrayLoaded,
 )
+from firmware_protocol.messages.common import DoseRef
 from firmware_protocol.receiver import SEQUENCE_EXEMPT
 from firmware_protocol.signing import b64url_decode, public_key_from_raw
 
@@ -372,6 +374,10 @@ class IngestService:
             self._trays.on_tray_loaded(uow, device, envelope, now)
         elif isinstance(body, PotOpened):
             self._trays.on_pot_opened(uow, device, envelope, now)
+        elif isinstance(body, DoseRef):
+            self._schedules.doses.on_event(uow, device, envelope, now)
+        elif isinstance(body, DosePredispensed):
+            self._schedules.doses.on_predispensed(uow, device, envelope, now)
         elif isinstance(body, RollAlmostEmpty | TrayAlmostEmpty | TrayEmpty):
             self._supply_report(uow, device, body, now)
         elif isinstance(body, ScheduleApplied):

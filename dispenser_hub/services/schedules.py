@@ -56,6 +56,7 @@ from dispenser_hub.domain.schedules import (
 )
 from dispenser_hub.domain.supply import SupplySource
 from dispenser_hub.services.alarm_records import device_condition, end_alarm, raise_alarm
+from dispenser_hub.services.doses import DoseService
 from dispenser_hub.services.downlink import enqueue
 from dispenser_hub.services.supply import SupplyService
 from firmware_protocol.messages import Config, Family, TrayLoaded
@@ -144,6 +145,7 @@ class ScheduleService:
         self.horizon = horizon
         self.apply_grace = apply_grace
         self.supply = supply or SupplyService()
+        self.doses = DoseService()
 
     # -- building and sending ------------------------------------------------------------------------------
 
@@ -255,6 +257,8 @@ class ScheduleService:
             )
             sent = True
         self._update_supply(uow, device, now)
+        binding = uow.bindings.active_for_device(device.device_id)
+        self.doses.sync(uow, device, None if binding is None else binding.patient_id, schedule, now)
         offers = bool(schedule.slots) or paused_until(pauses, now) is not None
         return Refresh(state, sent, self.check(uow, device, state, offers=offers, now=now))
 

@@ -20,6 +20,7 @@ from device_sim.scenario import ActionKind, load_shipped
 from dispenser_hub.adapters.clock import SimulatedClock
 from dispenser_hub.bootstrap import build_hub
 from dispenser_hub.demo_pharmacy import set_up_office
+from dispenser_hub.domain.doses import DoseState
 from dispenser_hub.domain.pouches import from_ms, to_ms
 from dispenser_hub.services.schedule_admin import PatientSchedules
 from dispenser_hub.settings import Settings
@@ -54,6 +55,7 @@ class Outcome:
     opened: frozenset[int]
     office: DemoOffice
     pause: tuple[datetime, datetime]
+    doses: dict[tuple[str, str], DoseState]
 
 
 def test_wrong_roll_and_travel_match_the_ground_truth(
@@ -105,6 +107,13 @@ def test_wrong_roll_and_travel_match_the_ground_truth(
     assert not [s for s in slots if to_ms(pause_start) <= s["due"] < to_ms(pause_end)]
     assert [a for a in alarms if a.kind not in {"wrong_roll", "death", "no_contact"}] == []
 
+    # Every dose the ground truth says was taken is a taken dose in the hub; none it calls missed was taken.
+    taken = {(r.device_id, str(r.data["slot_id"])) for r in truth if r.kind == "dose.taken"}
+    assert taken
+    assert {key: outcome.doses.get(key) for key in taken} == dict.fromkeys(taken, DoseState.TAKEN)
+    missed = {key for key, state in outcome.doses.items() if state is DoseState.MISSED}
+    assert missed <= {(r.device_id, str(r.data["slot_id"])) for r in truth if r.kind == "dose.missed"}
+
 
 def _run(tmp_path: Path, broker_url: str, scenario: Scenario) -> Outcome:
     """The hub and ``scenario`` over the broker for ``RUN_MS``, with the office work and the trip."""
@@ -155,6 +164,11 @@ def _run(tmp_path: Path, broker_url: str, scenario: Scenario) -> Outcome:
             opened=uow.dosett.opened(fill.id) if fill is not None and fill.id is not None else frozenset(),
             office=office,
             pause=(pause_start, pause_end),
+            doses={
+                (dose.device_id, dose.slot_id): dose.state
+                for spec in specs
+                for dose in uow.doses.for_device(spec.device_id)
+            },
         )
 
 

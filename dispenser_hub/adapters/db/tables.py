@@ -13,8 +13,9 @@ Rules, and why:
   is the keyed lookup hash that makes ``find_by_national_id`` and its uniqueness work without decrypting.
 * **Rolls** (manifests with their pouches as JSON, roll loads, dispensed pouches) are in ``_roll_tables``,
   re-exported here, with their own rules; so are **schedules** (dose settings, pauses, device schedule
-  state) in ``_schedule_tables``, and **dose-pot trays and supplies** (dosett plans, tray fills, opened
-  pots, supply records) in ``_dosett_tables``.
+  state) in ``_schedule_tables``, **dose-pot trays and supplies** (dosett plans, tray fills, opened
+  pots, supply records) in ``_dosett_tables``, **time-driven work** (deadlines, leases) in
+  ``_deadline_tables``, and **doses and the notification outbox** in ``_dose_tables``.
 * **Enums are stored as their string values** (no database enum types: adding a value needs no migration).
 * **Named constraints** (``NAMING_CONVENTION``): the migrations and the error mapping in ``_base`` refer to
   constraints by name, the same on every database.
@@ -37,6 +38,8 @@ from dispenser_hub.adapters.db._columns import (
     optional_time_field,
     time_field,
 )
+from dispenser_hub.adapters.db._deadline_tables import DeadlineRow, LeaseRow
+from dispenser_hub.adapters.db._dose_tables import DoseRow, NotificationRow
 from dispenser_hub.adapters.db._dosett_tables import DosettPlanRow, OpenedPotRow, SupplyRow, TrayFillRow
 from dispenser_hub.adapters.db._roll_tables import DispensedPouchRow, RollLoadRow, RollManifestRow
 from dispenser_hub.adapters.db._schedule_tables import DeviceScheduleRow, DoseSettingsRow, PauseRow
@@ -51,13 +54,17 @@ __all__ = [
     "CommandRow",
     "ContactRow",
     "DeadLetterRow",
+    "DeadlineRow",
     "DeviceEventRow",
     "DeviceRow",
     "DeviceScheduleRow",
     "DispensedPouchRow",
+    "DoseRow",
     "DoseSettingsRow",
     "DosettPlanRow",
     "EnrollmentCodeRow",
+    "LeaseRow",
+    "NotificationRow",
     "OpenedPotRow",
     "PatientRow",
     "PauseRow",

@@ -27,11 +27,13 @@ from dispenser_hub.adapters.db._activity import (
 )
 from dispenser_hub.adapters.db._alarms import SqlAlarmRepository, SqlAuditRepository
 from dispenser_hub.adapters.db._base import integrity_error
+from dispenser_hub.adapters.db._deadlines import SqlDeadlineRepository, SqlLeaseRepository
 from dispenser_hub.adapters.db._devices import (
     SqlBindingRepository,
     SqlDeviceRepository,
     SqlEnrollmentCodeRepository,
 )
+from dispenser_hub.adapters.db._doses import SqlDoseRepository, SqlNotificationRepository
 from dispenser_hub.adapters.db._dosett import SqlDosettRepository, SqlSupplyRepository
 from dispenser_hub.adapters.db._people import (
     SqlCareTeamRepository,
@@ -55,11 +57,15 @@ if TYPE_CHECKING:
         CommandRepository,
         ContactRepository,
         DeadLetterRepository,
+        DeadlineRepository,
         DeviceRepository,
+        DoseRepository,
         DosettRepository,
         EnrollmentCodeRepository,
         EventRepository,
         FieldProtector,
+        LeaseRepository,
+        NotificationRepository,
         PatientRepository,
         RollRepository,
         ScheduleRepository,
@@ -87,6 +93,10 @@ class SqlUnitOfWork:
         self.schedules: ScheduleRepository = SqlScheduleRepository(session, protector)
         self.dosett: DosettRepository = SqlDosettRepository(session, protector)
         self.supplies: SupplyRepository = SqlSupplyRepository(session, protector)
+        self.deadlines: DeadlineRepository = SqlDeadlineRepository(session, protector)
+        self.leases: LeaseRepository = SqlLeaseRepository(session, protector)
+        self.doses: DoseRepository = SqlDoseRepository(session, protector)
+        self.notifications: NotificationRepository = SqlNotificationRepository(session, protector)
         self.audit: AuditRepository = SqlAuditRepository(session, protector)
 
     def commit(self) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
+    from dispenser_hub.domain.doses import Dose
     from dispenser_hub.domain.model import (
         Alarm,
         AlarmLogEntry,
@@ -23,12 +24,14 @@ if TYPE_CHECKING:
         Command,
         Contact,
         DeadLetter,
+        Deadline,
         Device,
         DeviceEvent,
         DeviceSchedule,
         DoseSettings,
         EnrollmentCode,
         FillRecord,
+        Notification,
         Patient,
         PauseRecord,
         PlanRecord,
@@ -102,6 +105,14 @@ class DispensedPouch:
     dispensed_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class StoredLease:
+    """A named lease: who holds it, until when."""
+
+    holder: str
+    expires_at: datetime
+
+
 @dataclass(slots=True)
 class Tables:
     """Every table of the store, plus the id counters and the unique indexes kept as tables."""
@@ -136,6 +147,17 @@ class Tables:
     """(fill id, pot) -> when the pot was opened (once per pot of a fill)."""
     supplies: Table[int, SupplyRecord] = field(default_factory=Table)
     """patient id -> the patient's supply record."""
+    deadlines: Table[int, Deadline] = field(default_factory=Table)
+    deadline_keys: Table[str, int] = field(default_factory=Table)
+    """deadline key -> id of the deadline with that key (unique)."""
+    leases: Table[str, StoredLease] = field(default_factory=Table)
+    """lease name -> its holder and expiry."""
+    doses: Table[int, Dose] = field(default_factory=Table)
+    dose_keys: Table[tuple[str, str], int] = field(default_factory=Table)
+    """(device_id, slot_id) -> id of the dose of that slot (unique)."""
+    notifications: Table[int, Notification] = field(default_factory=Table)
+    notification_keys: Table[str, int] = field(default_factory=Table)
+    """notification key -> id of the notification with that key (unique)."""
     last_ids: Table[str, int] = field(default_factory=Table)
     """Last id handed out per table name (ids start at 1 and are never reused)."""
 
@@ -166,6 +188,13 @@ class Tables:
             tray_fills=self.tray_fills.fork(),
             opened_pots=self.opened_pots.fork(),
             supplies=self.supplies.fork(),
+            deadlines=self.deadlines.fork(),
+            deadline_keys=self.deadline_keys.fork(),
+            leases=self.leases.fork(),
+            doses=self.doses.fork(),
+            dose_keys=self.dose_keys.fork(),
+            notifications=self.notifications.fork(),
+            notification_keys=self.notification_keys.fork(),
             last_ids=self.last_ids.fork(),
         )
 

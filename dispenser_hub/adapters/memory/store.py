@@ -27,6 +27,8 @@ from dispenser_hub.adapters.memory._activity import (
     MemoryDeadLetterRepository,
     MemoryEventRepository,
 )
+from dispenser_hub.adapters.memory._deadlines import MemoryDeadlineRepository, MemoryLeaseRepository
+from dispenser_hub.adapters.memory._doses import MemoryDoseRepository, MemoryNotificationRepository
 from dispenser_hub.adapters.memory._dosett import MemoryDosettRepository, MemorySupplyRepository
 from dispenser_hub.adapters.memory._registry import (
     MemoryBindingRepository,
@@ -52,10 +54,14 @@ if TYPE_CHECKING:
         CommandRepository,
         ContactRepository,
         DeadLetterRepository,
+        DeadlineRepository,
         DeviceRepository,
+        DoseRepository,
         DosettRepository,
         EnrollmentCodeRepository,
         EventRepository,
+        LeaseRepository,
+        NotificationRepository,
         PatientRepository,
         RollRepository,
         ScheduleRepository,
@@ -113,6 +119,10 @@ class MemoryUnitOfWork:
         self.schedules: ScheduleRepository = MemoryScheduleRepository(self._tx)
         self.dosett: DosettRepository = MemoryDosettRepository(self._tx)
         self.supplies: SupplyRepository = MemorySupplyRepository(self._tx)
+        self.deadlines: DeadlineRepository = MemoryDeadlineRepository(self._tx)
+        self.leases: LeaseRepository = MemoryLeaseRepository(self._tx)
+        self.doses: DoseRepository = MemoryDoseRepository(self._tx)
+        self.notifications: NotificationRepository = MemoryNotificationRepository(self._tx)
         self.audit: AuditRepository = MemoryAuditRepository(self._tx)
 
     def commit(self) -> None:

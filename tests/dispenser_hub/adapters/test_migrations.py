@@ -17,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from dispenser_hub.adapters.db import create_engine_for, migrate, tables
-from dispenser_hub.domain import model, pouches, rolls
+from dispenser_hub.domain import doses, model, pouches, rolls
 from tests.support.storage import SQL_BACKENDS
 
 if TYPE_CHECKING:
@@ -41,6 +41,9 @@ _RECORD_TABLES: dict[type, tuple[type[tables.TableBase], dict[str, str]]] = {
     model.AuditEntry: (tables.AuditLogRow, {}),
     pouches.RollManifest: (tables.RollManifestRow, {"patient_national_id": "patient_national_id_enc"}),
     rolls.RollLoad: (tables.RollLoadRow, {"max_spacing": "max_spacing_us"}),
+    model.Deadline: (tables.DeadlineRow, {}),
+    doses.Dose: (tables.DoseRow, {}),
+    model.Notification: (tables.NotificationRow, {"address": "address_enc"}),
 }
 
 
@@ -102,6 +105,8 @@ def test_a_database_at_0001_upgrades_to_the_later_tables_and_back(empty_database
             "device_schedule",
         }
         | {"dosett_plan", "tray_fill", "opened_pot", "supply"}
+        | {"deadline", "lease"}
+        | {"dose", "notification"}
     )
     migrate.upgrade(empty_database, "0001")
     with pytest.raises(migrate.SchemaVersionError, match="database at revision 0001, code expects"):

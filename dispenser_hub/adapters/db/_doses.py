@@ -1,0 +1,284 @@
+"""SQL repositories of doses and of the notification outbox.
+
+Same rules, orders and errors as ``adapters.memory._doses`` (the contract suite checks both; the tables are
+described in ``_dose_tables``). Every time is stored and returned in UTC.
+
+* **Doses**: the device and the patient are checked first (``NotFoundError``, device first). ``put`` is an
+  ``INSERT ... ON CONFLICT (device_id, slot_id) DO UPDATE ... RETURNING id``: race-safe, and a replaced
+  dose keeps its row and id. Because that statement bypasses the ORM, every read re-reads its rows
+  (``populate_existing``), so a row this session loaded earlier never comes back stale.
+* **Notifications**: ``add`` is an ``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING id`` (like events):
+  a key already stored, also by a racing transaction, gives ``None``. An ``alarm_id``, when given, must
+  exist. The address is written only as a ``FieldProtector`` token (context ``notification.address``).
+* ``due`` selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: notifications another sender is working on are
+  skipped, so two senders never send the same one. SQLite needs no lock: its unit of work holds the
+  database's write lock from its first statement (``engine``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+
+from dispenser_hub.adapters import storage_rules as rules
+from dispenser_hub.adapters.db._base import SqlRepository
+from dispenser_hub.adapters.db.tables import AlarmRow, DoseRow, NotificationRow
+from dispenser_hub.domain.doses import Dose, DoseState
+from dispenser_hub.domain.model import Notification, NotificationStatus
+from dispenser_hub.ports import NotFoundError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from datetime import datetime
+
+    from sqlmodel.sql.expression import SelectOfScalar
+
+    from dispenser_hub.ports import FieldProtector
+
+ADDRESS_CONTEXT = "notification.address"
+"""The ``FieldProtector`` context of ``notification.address_enc``."""
+_DOSE_KEY = ("device_id", "slot_id")
+R = TypeVar("R", DoseRow, NotificationRow)
+
+
+def notification_key_taken(key: str) -> str:
+    """A notification's key is unique (the message of ``ConflictError`` for an update repeating one)."""
+    return f"a notification with key {key} already exists"
+
+
+class _DialectRepository(SqlRepository):
+    @property
+    def _postgresql(self) -> bool:
+        return self._session.get_bind().dialect.name == "postgresql"
+
+    def _insert(self, table: Any) -> Any:  # noqa: ANN401 - dialect-specific SQLAlchemy statements
+        return (postgresql if self._postgresql else sqlite).insert(table)
+
+
+class SqlDoseRepository(_DialectRepository):
+    """Doses, one per (device_id, slot_id) (see the module docstring)."""
+
+    def put(self, dose: Dose) -> Dose:
+        """Insert, or replace the dose with the same (device_id, slot_id), keeping its id."""
+        stored = rules.normalise(dose)
+        if not self._device_exists(stored.device_id):
+            raise NotFoundError(rules.missing("device", stored.device_id))
+        if not self._patient_exists(stored.patient_id):
+            raise NotFoundError(rules.missing("patient", stored.patient_id))
+        table: Any = DoseRow.__table__  # type: ignore[attr-defined] # SQLModel sets it on table models
+        insert = self._insert(table).values(_dose_values(stored))
+        changed = {name: insert.excluded[name] for name in _dose_values(stored) if name not in _DOSE_KEY}
+        statement = insert.on_conflict_do_update(index_elements=list(_DOSE_KEY), set_=changed).returning(
+            table.c.id
+        )
+        dose_id: int = self._session.exec(statement).scalar_one()
+        return rules.with_id(stored, dose_id)
+
+    def get(self, device_id: str, slot_id: str) -> Dose | None:
+        """The dose of this device's slot."""
+        statement = select(DoseRow).where(
+            col(DoseRow.device_id) == device_id, col(DoseRow.slot_id) == slot_id
+        )
+        row = self._session.exec(_fresh(statement)).first()
+        return None if row is None else _dose(row)
+
+    def for_device(self, device_id: str, *, since: datetime | None = None, limit: int = 500) -> list[Dose]:
+        """The device's doses by due time, then id; due at or after ``since`` if given."""
+        rules.check_page(0, limit)
+        statement = select(DoseRow).where(col(DoseRow.device_id) == device_id)
+        if since is not None:
+            statement = statement.where(col(DoseRow.due) >= rules.aware_utc(since, "since"))
+        return self._doses(statement.limit(limit))
+
+    def for_patient(
+        self,
+        patient_id: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 500,
+    ) -> list[Dose]:
+        """The patient's doses by due time, then id; due in ``[since, until)`` where given."""
+        rules.check_page(0, limit)
+        statement = select(DoseRow).where(col(DoseRow.patient_id) == patient_id)
+        if since is not None:
+            statement = statement.where(col(DoseRow.due) >= rules.aware_utc(since, "since"))
+        if until is not None:
+            statement = statement.where(col(DoseRow.due) < rules.aware_utc(until, "until"))
+        return self._doses(statement.limit(limit))
+
+    def in_states(self, patient_id: int, states: Collection[str]) -> list[Dose]:
+        """The patient's doses in any of ``states`` (members or values of ``DoseState``), by due time."""
+        wanted = sorted(DoseState(state).value for state in states)
+        if not wanted:
+            return []
+        statement = select(DoseRow).where(
+            col(DoseRow.patient_id) == patient_id, col(DoseRow.state).in_(wanted)
+        )
+        return self._doses(statement)
+
+    def _doses(self, statement: SelectOfScalar[DoseRow]) -> list[Dose]:
+        ordered = statement.order_by(col(DoseRow.due), col(DoseRow.id))
+        return [_dose(row) for row in self._session.exec(_fresh(ordered))]
+
+
+class SqlNotificationRepository(_DialectRepository):
+    """The notification outbox, one row per key (see the module docstring)."""
+
+    def add(self, notification: Notification) -> Notification | None:
+        """Store a new notification; ``None`` (nothing stored) if its key exists."""
+        stored = rules.normalise(notification)
+        self._require_alarm(stored.alarm_id)
+        table: Any = NotificationRow.__table__  # type: ignore[attr-defined] # SQLModel sets it on table models
+        statement = (
+            self._insert(table)
+            .values(_notification_values(stored, self._protector))
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(table.c.id)
+        )
+        new_id = self._session.exec(statement).scalar_one_or_none()
+        return None if new_id is None else rules.with_id(stored, new_id)
+
+    def get(self, notification_id: int) -> Notification | None:
+        """The notification with this id."""
+        statement = select(NotificationRow).where(col(NotificationRow.id) == notification_id)
+        row = self._session.exec(_fresh(statement)).first()
+        return None if row is None else _notification(row, self._protector)
+
+    def by_key(self, key: str) -> Notification | None:
+        """The notification with this key."""
+        statement = select(NotificationRow).where(col(NotificationRow.key) == key)
+        row = self._session.exec(_fresh(statement)).first()
+        return None if row is None else _notification(row, self._protector)
+
+    def update(self, notification: Notification) -> Notification:
+        """Replace the stored notification with the same id (``NotFoundError`` if there is none)."""
+        if notification.id is None:
+            raise NotFoundError(rules.no_id("notification"))
+        row = self._session.get(NotificationRow, notification.id, populate_existing=True)
+        if row is None:
+            raise NotFoundError(rules.missing("notification", notification.id))
+        stored = rules.normalise(notification)
+        self._require_alarm(stored.alarm_id)
+        row.sqlmodel_update(_notification_values(stored, self._protector))
+        self._flush({"uq_notification_key": notification_key_taken(stored.key)})
+        return _notification(row, self._protector)
+
+    def due(self, now: datetime, *, limit: int = 100) -> list[Notification]:
+        """Pending notifications due at or before ``now``, earliest first, then id (locked, see above)."""
+        now = rules.aware_utc(now, "now")
+        rules.check_page(0, limit)
+        statement = (
+            select(NotificationRow)
+            .where(
+                col(NotificationRow.status) == NotificationStatus.PENDING.value,
+                col(NotificationRow.next_attempt_at) <= now,
+            )
+            .order_by(col(NotificationRow.next_attempt_at), col(NotificationRow.id))
+            .limit(limit)
+        )
+        if self._postgresql:
+            statement = statement.with_for_update(skip_locked=True)
+        return [_notification(row, self._protector) for row in self._session.exec(_fresh(statement))]
+
+    def for_alarm(self, alarm_id: int) -> list[Notification]:
+        """The alarm's notifications, oldest first (``created_at``, then id)."""
+        statement = (
+            select(NotificationRow)
+            .where(col(NotificationRow.alarm_id) == alarm_id)
+            .order_by(col(NotificationRow.created_at), col(NotificationRow.id))
+        )
+        return [_notification(row, self._protector) for row in self._session.exec(_fresh(statement))]
+
+    def _require_alarm(self, alarm_id: int | None) -> None:
+        if alarm_id is not None and self._session.get(AlarmRow, alarm_id) is None:
+            raise NotFoundError(rules.missing("alarm", alarm_id))
+
+
+def _fresh(statement: SelectOfScalar[R]) -> SelectOfScalar[R]:
+    """``statement`` re-reading rows this session loaded earlier (see the module docstring)."""
+    return statement.execution_options(populate_existing=True)
+
+
+def _dose_values(dose: Dose) -> dict[str, Any]:
+    return {
+        "device_id": dose.device_id,
+        "patient_id": dose.patient_id,
+        "slot_id": dose.slot_id,
+        "due": dose.due,
+        "opens": dose.opens,
+        "closes": dose.closes,
+        "pouch_id": dose.pouch_id,
+        "pot": dose.pot,
+        "state": dose.state.value,
+        "taken_at": dose.taken_at,
+        "outcome_at": dose.outcome_at,
+        "reason": dose.reason,
+        "reminders": dose.reminders,
+        "corrected_at": dose.corrected_at,
+        "skipped_by": dose.skipped_by,
+    }
+
+
+def _dose(row: DoseRow) -> Dose:
+    return Dose(
+        device_id=row.device_id,
+        patient_id=row.patient_id,
+        slot_id=row.slot_id,
+        due=row.due,
+        opens=row.opens,
+        closes=row.closes,
+        pouch_id=row.pouch_id,
+        pot=row.pot,
+        state=DoseState(row.state),
+        taken_at=row.taken_at,
+        outcome_at=row.outcome_at,
+        reason=row.reason,
+        reminders=row.reminders,
+        corrected_at=row.corrected_at,
+        skipped_by=row.skipped_by,
+        id=row.id,
+    )
+
+
+def _notification_values(notification: Notification, protector: FieldProtector) -> dict[str, Any]:
+    return {
+        "key": notification.key,
+        "channel": notification.channel,
+        "address_enc": protector.encrypt(notification.address, context=ADDRESS_CONTEXT),
+        "recipient": notification.recipient,
+        "subject": notification.subject,
+        "text": notification.text,
+        "created_at": notification.created_at,
+        "next_attempt_at": notification.next_attempt_at,
+        "alarm_id": notification.alarm_id,
+        "step_key": notification.step_key,
+        "status": notification.status.value,
+        "attempts": notification.attempts,
+        "sent_at": notification.sent_at,
+        "last_error": notification.last_error,
+        "acknowledged_at": notification.acknowledged_at,
+    }
+
+
+def _notification(row: NotificationRow, protector: FieldProtector) -> Notification:
+    return Notification(
+        key=row.key,
+        channel=row.channel,
+        address=protector.decrypt(row.address_enc, context=ADDRESS_CONTEXT),
+        recipient=row.recipient,
+        subject=row.subject,
+        text=row.text,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        alarm_id=row.alarm_id,
+        step_key=row.step_key,
+        status=NotificationStatus(row.status),
+        attempts=row.attempts,
+        sent_at=row.sent_at,
+        last_error=row.last_error,
+        acknowledged_at=row.acknowledged_at,
+        id=row.id,
+    )

@@ -1,0 +1,1 @@
+"""Tests of the notification channel adapters against real local servers."""
