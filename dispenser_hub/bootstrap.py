@@ -7,6 +7,7 @@ The database must be at the code's migration revision (``dispenser-hub migrate``
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -21,13 +22,17 @@ from dispenser_hub.adapters.db.migrate import check as check_schema
 from dispenser_hub.adapters.db.migrate import upgrade
 from dispenser_hub.adapters.db.uow import SqlUnitOfWorkFactory
 from dispenser_hub.adapters.mqtt.hub_client import HubMqttClient
+from dispenser_hub.adapters.notify.factory import channels_from_settings
 from dispenser_hub.adapters.pki import CaMissingError, CertificateAuthority
 from dispenser_hub.adapters.scheduler import PeriodicJobs
 from dispenser_hub.ports import StorageUnavailableError
+from dispenser_hub.services.alarm_records import PLAN_ESCALATION
 from dispenser_hub.services.deadlines import TICK_S, DeadlineTimer
 from dispenser_hub.services.doses import CLOSE
 from dispenser_hub.services.downlink import CommandSender, HubSender
+from dispenser_hub.services.escalations import STEP, Escalations
 from dispenser_hub.services.ingest import IngestLimits, IngestService, Verdict
+from dispenser_hub.services.notifications import NotificationSender
 from dispenser_hub.services.presence import PresenceMonitor
 from dispenser_hub.services.provisioning import Provisioning
 from dispenser_hub.services.registry import Registry
@@ -40,7 +45,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
-    from dispenser_hub.ports import Clock, Inbound, UnitOfWorkFactory
+    from dispenser_hub.ports import Clock, Inbound, NotificationChannel, UnitOfWorkFactory
 
 _log = logging.getLogger(__name__)
 SEND_EVERY_S = 1.0
@@ -67,7 +72,9 @@ class Hub:
     schedules: ScheduleSweep
     supply: SupplySweep
     deadlines: DeadlineTimer
+    notifications: NotificationSender
     mqtt: HubMqttClient
+    channels: dict[str, NotificationChannel] = field(default_factory=dict)
     jobs: PeriodicJobs = field(default_factory=PeriodicJobs)
     started: bool = False
 
@@ -79,6 +86,7 @@ class Hub:
         self.jobs.every(SCHEDULE_EVERY_S, self.schedules.sweep, name="schedule-sweep")
         self.jobs.every(SCHEDULE_EVERY_S, self.supply.sweep, name="refill-sweep")
         self.jobs.every(DEADLINE_TICK_S, self.deadlines.tick, name="deadline-timer")
+        self.jobs.every(SEND_EVERY_S, self.notifications.send_due, name="send-notifications")
         self.jobs.start()
         self.started = True
 
@@ -92,6 +100,10 @@ class Hub:
                 self.deadlines.release()  # another hub process may lead at once
             except StorageUnavailableError:
                 _log.warning("could not release the deadline timer's lease; it lapses by itself")
+        for channel in self.channels.values():
+            close = getattr(channel, "close", None)
+            if callable(close):
+                close()
         self.engine.dispose()
 
     def health(self) -> dict[str, object]:
@@ -191,7 +203,18 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     sweep = ScheduleSweep(uow_factory, clock, schedules)
     refill = SupplySweep(uow_factory, clock, schedules.supply)
     holder = f"{settings.mqtt_client_id}:{socket.gethostname()}:{os.getpid()}"
-    timer = DeadlineTimer(uow_factory, clock, {CLOSE: schedules.doses.on_close}, holder=holder)
+    secret = hashlib.sha256(
+        b"dispenser-hub notices\0" + settings.lookup_key.get_secret_value().encode()
+    ).digest()
+    escalations = Escalations(secret)
+    handlers = {
+        CLOSE: schedules.doses.on_close,
+        PLAN_ESCALATION: escalations.on_plan,
+        STEP: escalations.on_step,
+    }
+    timer = DeadlineTimer(uow_factory, clock, handlers, holder=holder)
+    channels = channels_from_settings(settings, clock=clock)
+    notifications = NotificationSender(uow_factory, clock, channels)
     return Hub(
         settings,
         engine,
@@ -205,5 +228,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         sweep,
         refill,
         timer,
+        notifications,
         mqtt,
+        channels,
     )

@@ -14,6 +14,11 @@ Rules, and why:
   defaults that are obviously fake (the keys decode to ``DEVELOPMENT-ONLY-...``), so the two-command demo runs
   without set-up. Outside ``environment=development``, ``check_secrets`` refuses to start while any secret is
   at its development default or an API token is shorter than 32 characters, naming every offending variable.
+* **Notification channels are optional**: an SMS gateway (``sms_gateway_url``, ``sms_gateway_token``), SMTP
+  (``smtp_host``... with ``smtp_sender``) and signed webhooks (``webhook_secret``) are used only when set
+  (``adapters.notify.factory.channels_from_settings``); the console channel always exists. Their shape is
+  checked at start: an http(s) gateway URL, an SMTP sender, SMTP login only in pairs and only with STARTTLS,
+  a webhook secret of at least 16 bytes. They have no defaults, so there is no development value to refuse.
 * **Nothing secret is shown**: validation errors hide input values, ``repr`` hides secrets and the URLs (which
   may carry passwords), and ``settings_summary`` gives a masked view for the startup log.
 """
@@ -38,6 +43,8 @@ from dispenser_hub.adapters.crypto.fields import (
     parse_key_ring,
     parse_lookup_key,
 )
+from dispenser_hub.adapters.notify.email import ADDRESS as MAIL_ADDRESS
+from dispenser_hub.domain.notices import MIN_SECRET
 from firmware_protocol.broker import BrokerAddress, BrokerUrlError
 
 ENV_PREFIX = "DISPENSER_"
@@ -111,6 +118,27 @@ class Settings(BaseSettings):
     security_burst_window_s: int = Field(300, ge=1)
     timezone: str = "Europe/Oslo"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    sms_gateway_url: str | None = Field(
+        None, repr=False, description="The HTTP SMS gateway's send endpoint; unset: no SMS channel."
+    )
+    sms_gateway_token: SecretStr | None = Field(
+        None, description="Bearer token for the SMS gateway; unset: no Authorization header."
+    )
+    sms_sender: str = Field("Responssenter", description="The sender name or number the SMS shows.")
+    smtp_host: str | None = Field(None, description="The SMTP submission server; unset: no e-mail channel.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="The SMTP server's port (587: submission).")
+    smtp_username: str | None = Field(
+        None, description="SMTP login name (with smtp_password); unset: no login."
+    )
+    smtp_password: SecretStr | None = Field(None, description="SMTP login password (with smtp_username).")
+    smtp_sender: str | None = Field(
+        None, description="The From address, name@domain (needed with smtp_host)."
+    )
+    smtp_starttls: bool = Field(default=True, description="Upgrade SMTP to TLS first (needed for a login).")
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description=f"The webhooks' HMAC secret (at least {MIN_SECRET} bytes); unset: no webhooks.",
+    )
 
     @classmethod
     def load(cls, settings_file: str | Path | None = None) -> Self:
@@ -197,6 +225,37 @@ class Settings(BaseSettings):
             raise ValueError(str(error)) from None
         return value
 
+    @field_validator("sms_gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s)://host/... URL")
+        return value
+
+    @field_validator("sms_sender")
+    @classmethod
+    def _sms_sender(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("smtp_sender")
+    @classmethod
+    def _smtp_sender(cls, value: str | None) -> str | None:
+        if value is not None and not MAIL_ADDRESS.fullmatch(value):
+            raise ValueError("must be a plain name@domain address")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET:
+            raise ValueError(f"must be at least {MIN_SECRET} bytes; {GENERATE_HINT}")
+        return value
+
     @field_validator("api_tokens")
     @classmethod
     def _api_tokens(cls, value: SecretStr) -> SecretStr:
@@ -218,9 +277,20 @@ class Settings(BaseSettings):
             )
         except FieldCipherConfigError as error:
             raise ValueError(f"{env_name('encryption_keys')} / {env_name('lookup_key')}: {error}") from None
+        self._check_smtp()
         if self.environment is not Environment.DEVELOPMENT:
             self.check_secrets()
         return self
+
+    def _check_smtp(self) -> None:
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            msg = f"set both {env_name('smtp_username')} and {env_name('smtp_password')}, or neither"
+            raise ValueError(msg)
+        if self.smtp_username is not None and not self.smtp_starttls:
+            msg = f"{env_name('smtp_username')} needs {env_name('smtp_starttls')}=true (no login in clear)"
+            raise ValueError(msg)
+        if self.smtp_host is not None and self.smtp_sender is None:
+            raise ValueError(f"{env_name('smtp_host')} is set without {env_name('smtp_sender')}")
 
     @property
     def broker_address(self) -> BrokerAddress:
@@ -289,7 +359,7 @@ def settings_summary(settings: Settings) -> dict[str, str]:
             text = f"{len(names)} token(s): {', '.join(names) or '-'}; values {_MASK}"
         elif isinstance(value, SecretStr):
             text = _MASK
-        elif name in {"database_url", "mqtt_url"}:
+        elif name in {"database_url", "mqtt_url", "sms_gateway_url"} and value is not None:
             text = _url_without_password(value)
         elif value is None:
             text = "-"

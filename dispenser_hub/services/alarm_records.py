@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition, raise_condition, resolve
-from dispenser_hub.domain.model import SubjectKind
+from dispenser_hub.domain.model import Deadline, SubjectKind
 from firmware_protocol.codes import EVENT_MAPPINGS, HUB_CONDITIONS
 
 if TYPE_CHECKING:
@@ -39,12 +39,31 @@ def device_condition(kind: str, device_id: str, patient_id: int | None, detail: 
     )
 
 
+PLAN_ESCALATION = "escalation.plan"
+"""Deadline kind that plans a new alarm's escalation (``services.escalations``), due when it opens."""
+
+
 def raise_alarm(uow: UnitOfWork, condition: Condition, now: datetime) -> Alarm:
-    """Open the condition's alarm, or count a repeat on the open one; log it."""
+    """Open the condition's alarm, or count a repeat on the open one; log it.
+
+    A newly opened alarm also gets its escalation planned, as a deadline due now in the same transaction
+    (so an alarm never exists without its escalation, and the deadline timer plans it within a tick).
+    """
     change = raise_condition(condition, uow.alarms.open_by_key(condition.dedup_key), now)
-    stored = uow.alarms.add(change.alarm) if change.alarm.id is None else uow.alarms.update(change.alarm)
+    new = change.alarm.id is None
+    stored = uow.alarms.add(change.alarm) if new else uow.alarms.update(change.alarm)
     assert stored.id is not None  # noqa: S101 - stored alarms have ids
     uow.alarms.log(change.log_entry(stored.id, now))
+    if new:
+        uow.deadlines.schedule(
+            Deadline(
+                key=f"{PLAN_ESCALATION}:{stored.id}",
+                kind=PLAN_ESCALATION,
+                due_at=now,
+                created_at=now,
+                payload={"alarm_id": stored.id},
+            )
+        )
     return stored
 
 

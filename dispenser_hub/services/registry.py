@@ -28,6 +28,7 @@ from dispenser_hub.domain.model import (
 from dispenser_hub.domain.national_id import NationalId
 from dispenser_hub.domain.rolls import RollEndReason, end_load
 from dispenser_hub.ports import ConflictError
+from dispenser_hub.services.escalations import Escalations
 from dispenser_hub.services.provisioning import code_hash
 from dispenser_hub.services.schedules import ScheduleService
 from firmware_protocol import is_device_id
@@ -308,5 +309,6 @@ class Registry:
             stored = uow.alarms.update(change.alarm)
             uow.alarms.log(change.log_entry(alarm_id, now))
             uow.audit.add(AuditEntry(now, by, action, f"alarm:{alarm_id}"))
+            Escalations.on_acknowledged(uow, stored, now)  # the chain stops: nothing more goes out
             uow.commit()
         return stored

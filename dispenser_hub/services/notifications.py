@@ -1,0 +1,206 @@
+"""The notification dispatcher: sends due rows of the notification outbox through the channels.
+
+Rules:
+
+- **A notification is a row before it is a message** (whoever decides to notify adds it to
+  ``uow.notifications`` in its own transaction); ``NotificationSender.send_due``, called from a timer, sends
+  every pending row whose ``next_attempt_at`` has come, one transaction per round and one round at a time
+  (a lock, as ``downlink.CommandSender``): a second caller waits, then finds nothing left to send.
+- **Outcome of an attempt** (``ports.Delivery``):
+
+  - accepted (``ok``): ``SENT``, with ``sent_at`` and the attempt counted;
+  - refused but worth another try (``retry``: timeout, 5xx, 429, SMTP 4xx...): stays ``PENDING``, with
+    ``next_attempt_at`` after a back-off of 30 s, 1 min, 2 min, ... at most 15 min (``retry_delay``) and
+    ``last_error`` the channel's ``detail``; after ``max_attempts`` attempts (8 by default, about 45
+    minutes) it is ``FAILED``;
+  - refused for good (other 4xx, a malformed address or text, a refused login): ``FAILED`` at once;
+  - no channel configured under the row's ``channel``: ``FAILED`` at once with ``last_error`` "channel
+    <name> is not configured", without an attempt (a channel that is not there will not come by waiting).
+
+  A finished row (``SENT`` or ``FAILED``) keeps in ``next_attempt_at`` the time of its last attempt, so
+  ``failing_channels`` can tell recent failures. ``last_error`` and the logs hold only the channel's
+  ``detail``, never the text or the address.
+- **Never twice, as far as the hub can tell**: ``due`` only gives ``PENDING`` rows (a database store locks
+  them and skips rows another transaction holds), and a ``SENT`` row is never picked again. What the hub
+  cannot promise: if it crashes (or the database fails) after a channel accepted a message but before the
+  round's commit, the row is still ``PENDING`` and is sent once more in a later round. At-least-once is the
+  honest guarantee; every channel carries the notification ``key`` for that case (``Idempotency-Key``
+  header of the SMS gateway and of webhooks, the e-mail ``Message-ID`` derived from it), so a receiver can
+  drop the repeat. A round sends at most ``limit`` messages, so the window is one round's worth.
+- **The console channel** (``ConsoleChannel``, ``console``) has nothing to hand over: the operator console
+  and the API show a console notification once it is ``SENT``, so "delivering" it is marking it sent, and
+  it always succeeds.
+- ``failing_channels`` counts ``FAILED`` notifications per channel since a time, for an alarm on a channel
+  that keeps failing (a gateway down, a password changed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from dispenser_hub.domain.model import NotificationStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from dispenser_hub.domain.model import Notification
+    from dispenser_hub.ports import Clock, NotificationChannel, UnitOfWork, UnitOfWorkFactory
+
+FIRST_RETRY: Final = timedelta(seconds=30)
+MAX_RETRY: Final = timedelta(minutes=15)
+DEFAULT_MAX_ATTEMPTS: Final = 8
+FAILURE_LOOKBACK: Final = timedelta(days=1)
+"""How long before ``since`` ``failing_channels`` looks for alarms whose notifications may have failed."""
+_PAGE: Final = 500
+
+log = logging.getLogger(__name__)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait after the ``attempts``-th failed attempt: 30 s doubling, at most 15 min."""
+    factor: int = 2 ** max(0, attempts - 1)
+    return min(MAX_RETRY, FIRST_RETRY * factor)
+
+
+def not_configured(channel: str) -> str:
+    """The ``last_error`` of a notification for a channel nobody configured."""
+    return f"channel {channel} is not configured"
+
+
+class NotificationSender:
+    """Sends due notifications from the outbox through ``channels`` (call ``send_due`` from a timer).
+
+    Args:
+        uow_factory: The store.
+        clock: The hub's time.
+        channels: The configured channels by name (``adapters.notify.factory.channels_from_settings``).
+        max_attempts: Attempts before a notification that keeps failing (``retry``) is ``FAILED``.
+    """
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        channels: Mapping[str, NotificationChannel],
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        if max_attempts < 1:
+            msg = "max_attempts must be at least 1"
+            raise ValueError(msg)
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._channels = dict(channels)
+        self._max_attempts = max_attempts
+        self._lock = threading.Lock()
+
+    def send_due(self, limit: int = 200) -> int:
+        """Send every due notification (at most ``limit``); returns how many channels accepted.
+
+        One call at a time: a second caller waits, then finds nothing left to send.
+        """
+        with self._lock:
+            return self._send_due(limit)
+
+    def _send_due(self, limit: int) -> int:
+        now = self._clock.now().astimezone(UTC)
+        sent = 0
+        with self._uow_factory() as uow:
+            for notification in uow.notifications.due(now, limit=limit):
+                outcome = self._attempt(notification, now)
+                uow.notifications.update(outcome)
+                if outcome.status is NotificationStatus.SENT:
+                    sent += 1
+            uow.commit()
+        return sent
+
+    def _attempt(self, notification: Notification, now: datetime) -> Notification:
+        """The row after one attempt (see the module rules)."""
+        channel = self._channels.get(notification.channel)
+        if channel is None:
+            log.warning("notification %s: %s", notification.id, not_configured(notification.channel))
+            return dataclasses.replace(
+                notification,
+                status=NotificationStatus.FAILED,
+                next_attempt_at=now,
+                last_error=not_configured(notification.channel),
+            )
+        delivery = channel.send(
+            notification.address, notification.subject, notification.text, key=notification.key
+        )
+        attempts = notification.attempts + 1
+        if delivery.ok:
+            return dataclasses.replace(
+                notification,
+                status=NotificationStatus.SENT,
+                attempts=attempts,
+                sent_at=now,
+                next_attempt_at=now,
+            )
+        if delivery.retry and attempts < self._max_attempts:
+            log.info(
+                "notification %s over %s not accepted (attempt %d): %s; trying again",
+                notification.id,
+                notification.channel,
+                attempts,
+                delivery.detail,
+            )
+            return dataclasses.replace(
+                notification,
+                attempts=attempts,
+                next_attempt_at=now + retry_delay(attempts),
+                last_error=delivery.detail,
+            )
+        log.warning(
+            "notification %s over %s failed after %d attempt(s): %s",
+            notification.id,
+            notification.channel,
+            attempts,
+            delivery.detail,
+        )
+        return dataclasses.replace(
+            notification,
+            status=NotificationStatus.FAILED,
+            attempts=attempts,
+            next_attempt_at=now,
+            last_error=delivery.detail,
+        )
+
+
+def failing_channels(uow: UnitOfWork, since: datetime) -> dict[str, int]:
+    """How many notifications ``FAILED`` at or after ``since``, per channel (channels without any absent).
+
+    The failure time is the row's last attempt (``next_attempt_at`` of a finished row). The outbox port has
+    no query by status, so this reads the notifications of the alarms that can have them: every open alarm,
+    and every alarm raised (again) since ``since - FAILURE_LOOKBACK``. Notifications without an alarm are
+    not counted.
+    """
+    since = since.astimezone(UTC)
+    counts: Counter[str] = Counter()
+    for alarm_id in _alarms_with_recent_notifications(uow, since - FAILURE_LOOKBACK):
+        for notification in uow.notifications.for_alarm(alarm_id):
+            if notification.status is NotificationStatus.FAILED and notification.next_attempt_at >= since:
+                counts[notification.channel] += 1
+    return dict(counts)
+
+
+def _alarms_with_recent_notifications(uow: UnitOfWork, raised_after: datetime) -> Iterator[int]:
+    seen: set[int] = set()
+    for open_only in (True, False):
+        offset = 0
+        while True:
+            page = uow.alarms.select(open_only=open_only, offset=offset, limit=_PAGE)
+            for alarm in page:
+                recent = open_only or alarm.last_raised_at >= raised_after
+                if recent and alarm.id is not None and alarm.id not in seen:
+                    seen.add(alarm.id)
+                    yield alarm.id
+            offset += len(page)
+            # ``select`` is newest first by ``last_raised_at``: past ``raised_after``, the rest are older
+            if len(page) < _PAGE or (not open_only and page[-1].last_raised_at < raised_after):
+                break

@@ -1,0 +1,208 @@
+"""The notification dispatcher over the memory store, with a real HTTP SMS gateway and a local receiver."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from dispenser_hub.adapters.clock import ManualClock
+from dispenser_hub.adapters.memory import MemoryStore
+from dispenser_hub.adapters.notify.console import ConsoleChannel
+from dispenser_hub.adapters.notify.sms import HttpSmsGateway
+from dispenser_hub.domain.model import Alarm, Notification, NotificationStatus, SubjectKind
+from dispenser_hub.services.notifications import (
+    NotificationSender,
+    failing_channels,
+    retry_delay,
+)
+from tests.support.receivers import HttpReceiver
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)
+NUMBER = "+4799999999"
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    with HttpReceiver() as server:
+        yield server
+
+
+@pytest.fixture
+def gateway(receiver: HttpReceiver) -> Iterator[HttpSmsGateway]:
+    with HttpSmsGateway(f"{receiver.url}/send", token=None, sender="Responssenter", timeout_s=2) as channel:
+        yield channel
+
+
+def add(
+    store: MemoryStore, key: str, *, channel: str = "sms", address: str = NUMBER, alarm_id: int | None = None
+) -> None:
+    with store() as uow:
+        stored = uow.notifications.add(
+            Notification(
+                key=key,
+                channel=channel,
+                address=address,
+                recipient="relative",
+                subject="Alarm",
+                text="Dispenseren melder feil. Ring responssenteret.",
+                created_at=T0,
+                next_attempt_at=T0,
+                alarm_id=alarm_id,
+            )
+        )
+        assert stored is not None
+        uow.commit()
+
+
+def stored(store: MemoryStore, key: str) -> Notification:
+    with store() as uow:
+        notification = uow.notifications.by_key(key)
+    assert notification is not None
+    return notification
+
+
+def sender(
+    store: MemoryStore, clock: ManualClock, gateway: HttpSmsGateway, **kwargs: int
+) -> NotificationSender:
+    return NotificationSender(store, clock, {"sms": gateway, "console": ConsoleChannel()}, **kwargs)
+
+
+def test_backoff_doubles_from_30_seconds_up_to_15_minutes() -> None:
+    delays = [retry_delay(attempts) for attempts in range(1, 9)]
+    assert [delay.total_seconds() for delay in delays] == [30, 60, 120, 240, 480, 900, 900, 900]
+
+
+def test_sent_exactly_once_with_the_key_as_idempotency_key(
+    receiver: HttpReceiver, gateway: HttpSmsGateway
+) -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "esc:1:0:0:contact:3")
+    dispatcher = sender(store, clock, gateway)
+    assert dispatcher.send_due() == 1
+    [request] = receiver.requests
+    assert request.headers["idempotency-key"] == "esc:1:0:0:contact:3"
+    notification = stored(store, "esc:1:0:0:contact:3")
+    assert notification.status is NotificationStatus.SENT
+    assert (notification.sent_at, notification.attempts, notification.last_error) == (T0, 1, None)
+    clock.advance(timedelta(hours=1))
+    assert dispatcher.send_due() == 0
+    assert len(receiver.requests) == 1
+
+
+def test_a_503_is_retried_after_the_backoff_then_sent(
+    receiver: HttpReceiver, gateway: HttpSmsGateway
+) -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "k-503")
+    dispatcher = sender(store, clock, gateway)
+    receiver.responder = lambda _request: 503
+    assert dispatcher.send_due() == 0
+    waiting = stored(store, "k-503")
+    assert waiting.status is NotificationStatus.PENDING
+    assert (waiting.attempts, waiting.last_error) == (1, "HTTP 503")
+    assert waiting.next_attempt_at == T0 + timedelta(seconds=30)
+
+    receiver.responder = lambda _request: 200
+    clock.advance(timedelta(seconds=29))
+    assert dispatcher.send_due() == 0  # not due yet
+    assert len(receiver.requests) == 1
+    clock.advance(timedelta(seconds=1))
+    assert dispatcher.send_due() == 1
+    done = stored(store, "k-503")
+    assert (done.status, done.attempts, done.sent_at) == (
+        NotificationStatus.SENT,
+        2,
+        T0 + timedelta(seconds=30),
+    )
+    assert [request.headers["idempotency-key"] for request in receiver.requests] == ["k-503", "k-503"]
+
+
+def test_a_400_fails_at_once_without_retry(receiver: HttpReceiver, gateway: HttpSmsGateway) -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "k-400")
+    dispatcher = sender(store, clock, gateway)
+    receiver.responder = lambda _request: 400
+    assert dispatcher.send_due() == 0
+    failed = stored(store, "k-400")
+    assert (failed.status, failed.attempts, failed.last_error) == (NotificationStatus.FAILED, 1, "HTTP 400")
+    clock.advance(timedelta(hours=2))
+    assert dispatcher.send_due() == 0
+    assert len(receiver.requests) == 1
+
+
+def test_fails_after_max_attempts(receiver: HttpReceiver, gateway: HttpSmsGateway) -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "k-down")
+    dispatcher = sender(store, clock, gateway, max_attempts=3)
+    receiver.responder = lambda _request: 502
+    for _ in range(5):
+        dispatcher.send_due()
+        clock.advance(timedelta(minutes=15))
+    failed = stored(store, "k-down")
+    assert (failed.status, failed.attempts, failed.last_error) == (NotificationStatus.FAILED, 3, "HTTP 502")
+    assert len(receiver.requests) == 3
+
+
+def test_an_unconfigured_channel_fails_without_an_attempt(
+    receiver: HttpReceiver, gateway: HttpSmsGateway
+) -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "k-mail", channel="email", address="someone@example.org")
+    assert sender(store, clock, gateway).send_due() == 0
+    failed = stored(store, "k-mail")
+    assert failed.status is NotificationStatus.FAILED
+    assert (failed.attempts, failed.last_error) == (0, "channel email is not configured")
+    assert receiver.requests == []
+
+
+def test_console_notifications_are_marked_sent(receiver: HttpReceiver, gateway: HttpSmsGateway) -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "k-console", channel="console", address="operator")
+    assert sender(store, clock, gateway).send_due() == 1
+    assert stored(store, "k-console").status is NotificationStatus.SENT
+    assert receiver.requests == []
+
+
+def test_only_due_notifications_and_at_most_limit(receiver: HttpReceiver, gateway: HttpSmsGateway) -> None:
+    store, clock = MemoryStore(), ManualClock(T0 - timedelta(minutes=1))
+    add(store, "a")
+    add(store, "b")
+    dispatcher = sender(store, clock, gateway)
+    assert dispatcher.send_due() == 0  # not due before T0
+    clock.advance(timedelta(minutes=1))
+    assert dispatcher.send_due(limit=1) == 1
+    assert dispatcher.send_due(limit=1) == 1
+    assert sorted(request.headers["idempotency-key"] for request in receiver.requests) == ["a", "b"]
+
+
+def test_failing_channels_counts_failures_since(receiver: HttpReceiver, gateway: HttpSmsGateway) -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    with store() as uow:
+        alarm = uow.alarms.add(
+            Alarm(
+                kind="fault.jam",
+                subject_kind=SubjectKind.DEVICE,
+                subject_id="D-17",
+                vkp_code=None,
+                severity=3,
+                raised_at=T0,
+                last_raised_at=T0,
+                detail="jam",
+            )
+        )
+        uow.commit()
+    assert alarm.id is not None
+    add(store, "sms-1", alarm_id=alarm.id)
+    add(store, "sms-2", alarm_id=alarm.id)
+    add(store, "mail-1", channel="email", address="a@example.org", alarm_id=alarm.id)
+    add(store, "console-1", channel="console", address="operator", alarm_id=alarm.id)
+    receiver.responder = lambda _request: 400
+    sender(store, clock, gateway).send_due()
+    with store() as uow:
+        assert failing_channels(uow, T0) == {"sms": 2, "email": 1}
+        assert failing_channels(uow, T0 + timedelta(seconds=1)) == {}
