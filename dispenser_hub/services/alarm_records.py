@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition, raise_condition, resolve
 from dispenser_hub.domain.model import Deadline, SubjectKind
+from dispenser_hub.services.escalations import Escalations
 from firmware_protocol.codes import EVENT_MAPPINGS, HUB_CONDITIONS
 
 if TYPE_CHECKING:
@@ -75,4 +76,5 @@ def end_alarm(uow: UnitOfWork, dedup_key: str, resolution: str, now: datetime) -
     change = resolve(alarm, by=SYSTEM_ACTOR, now=now, resolution=resolution)
     stored = uow.alarms.update(change.alarm)
     uow.alarms.log(change.log_entry(alarm.id, now))
+    Escalations.on_acknowledged(uow, stored, now)  # resolved: nothing more goes out about it
     return stored

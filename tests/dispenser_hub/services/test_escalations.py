@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dispenser_hub.domain.model import Contact, NotificationStatus, Patient, Responsibility
+from dispenser_hub.domain.pouches import to_ms
 from dispenser_hub.services.alarm_records import PLAN_ESCALATION
 from dispenser_hub.services.deadlines import DeadlineTimer
 from dispenser_hub.services.doses import CLOSE
 from dispenser_hub.services.escalations import RESPONSE_CENTRE, STEP, Escalations
 from dispenser_hub.services.schedules import ScheduleService
+from firmware_protocol.messages import DoseTaken
 from tests.dispenser_hub.services.test_rolls import D1, HOUR, NID_A, Rig, make_manifest
 
 if TYPE_CHECKING:
@@ -108,3 +110,26 @@ def test_without_a_relative_to_reach_the_first_step_goes_to_the_response_centre(
     (note,) = rig.notifications(alarm)
     assert (note.channel, note.address) == ("console", RESPONSE_CENTRE)
     assert "no relative" in note.text
+
+
+def test_late_truth_resolves_the_alarm_and_nothing_more_goes_out(rig: EscalationRig) -> None:
+    rig.hub.registry.add_contact(Contact(rig.patient_a, "Ola", phone="+4791234567", priority=1), by="op")
+    alarm = rig.miss_first_dose()
+    rig.hub.clock.advance(30 * MINUTE)
+    rig.timer.tick()
+    pouch = rig.manifest.pouches[0]
+    with rig.hub.store() as uow:
+        dose = uow.doses.for_device(D1)[0]
+    rig.send(
+        D1,
+        DoseTaken,
+        slot_id=dose.slot_id,
+        due=to_ms(pouch.intake_at),
+        pouch_id=pouch.pouch_id,
+        taken_at=to_ms(pouch.intake_at + 10 * MINUTE),
+    )
+    (sms,) = rig.notifications(alarm)
+    assert sms.status is NotificationStatus.CANCELLED
+    rig.hub.clock.advance(2 * HOUR)
+    rig.timer.tick()
+    assert len(rig.notifications(alarm)) == 1
