@@ -22,6 +22,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -50,6 +51,14 @@ class SqlRepository:
     def __init__(self, session: Session, protector: FieldProtector) -> None:
         self._session = session
         self._protector = protector
+
+    @property
+    def _postgresql(self) -> bool:
+        return self._session.get_bind().dialect.name == "postgresql"
+
+    def _insert(self, table: Any) -> Any:  # noqa: ANN401 - dialect-specific SQLAlchemy statements
+        """``INSERT`` of the session's dialect (for ``ON CONFLICT`` clauses)."""
+        return (postgresql if self._postgresql else sqlite).insert(table)
 
     def _flush(self, messages: Mapping[str, str]) -> None:
         """Write pending changes now; map an integrity error to ``ConflictError``/``NotFoundError``.

@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from dispenser_hub.adapters import storage_rules as rules
@@ -43,16 +42,7 @@ def deadline_key_taken(key: str) -> str:
     return f"a deadline with key {key} already exists"
 
 
-class _DialectRepository(SqlRepository):
-    @property
-    def _postgresql(self) -> bool:
-        return self._session.get_bind().dialect.name == "postgresql"
-
-    def _insert(self, table: Any) -> Any:  # noqa: ANN401 - dialect-specific SQLAlchemy statements
-        return (postgresql if self._postgresql else sqlite).insert(table)
-
-
-class SqlDeadlineRepository(_DialectRepository):
+class SqlDeadlineRepository(SqlRepository):
     """Deadlines, unique per key (see the module docstring)."""
 
     def schedule(self, deadline: Deadline) -> Deadline:
@@ -134,7 +124,7 @@ class SqlDeadlineRepository(_DialectRepository):
         return statement.execution_options(populate_existing=True)
 
 
-class SqlLeaseRepository(_DialectRepository):
+class SqlLeaseRepository(SqlRepository):
     """Named leases: one holder at a time (see the module docstring)."""
 
     def acquire(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from dispenser_hub.adapters import storage_rules as rules
@@ -48,16 +47,7 @@ def notification_key_taken(key: str) -> str:
     return f"a notification with key {key} already exists"
 
 
-class _DialectRepository(SqlRepository):
-    @property
-    def _postgresql(self) -> bool:
-        return self._session.get_bind().dialect.name == "postgresql"
-
-    def _insert(self, table: Any) -> Any:  # noqa: ANN401 - dialect-specific SQLAlchemy statements
-        return (postgresql if self._postgresql else sqlite).insert(table)
-
-
-class SqlDoseRepository(_DialectRepository):
+class SqlDoseRepository(SqlRepository):
     """Doses, one per (device_id, slot_id) (see the module docstring)."""
 
     def put(self, dose: Dose) -> Dose:
@@ -124,7 +114,7 @@ class SqlDoseRepository(_DialectRepository):
         return [_dose(row) for row in self._session.exec(_fresh(ordered))]
 
 
-class SqlNotificationRepository(_DialectRepository):
+class SqlNotificationRepository(SqlRepository):
     """The notification outbox, one row per key (see the module docstring)."""
 
     def add(self, notification: Notification) -> Notification | None:
