@@ -7,10 +7,11 @@ and the append-only log are applied the same way everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from dispenser_hub.domain.alarms import SYSTEM_ACTOR, Condition, raise_condition, resolve
-from dispenser_hub.domain.model import Deadline, SubjectKind
+from dispenser_hub.domain.model import AlarmStatus, Deadline, SubjectKind
 from dispenser_hub.services.escalations import Escalations
 from firmware_protocol.codes import EVENT_MAPPINGS, HUB_CONDITIONS
 
@@ -40,6 +41,8 @@ def device_condition(kind: str, device_id: str, patient_id: int | None, detail: 
     )
 
 
+EACH_ONE_NEEDS_A_HUMAN = frozenset({"dose.missed", "dose.not_dispensed"})
+"""Alarm kinds whose repeat after an acknowledgement escalates again (a new missed dose is new news)."""
 PLAN_ESCALATION = "escalation.plan"
 """Deadline kind that plans a new alarm's escalation (``services.escalations``), due when it opens."""
 
@@ -48,17 +51,27 @@ def raise_alarm(uow: UnitOfWork, condition: Condition, now: datetime) -> Alarm:
     """Open the condition's alarm, or count a repeat on the open one; log it.
 
     A newly opened alarm also gets its escalation planned, as a deadline due now in the same transaction
-    (so an alarm never exists without its escalation, and the deadline timer plans it within a tick).
+    (so an alarm never exists without its escalation, and the deadline timer plans it within a tick). So
+    does a repeat of an acknowledged missed-dose alarm (``EACH_ONE_NEEDS_A_HUMAN``): it becomes active
+    again, because the acknowledgement was for the earlier dose.
     """
     change = raise_condition(condition, uow.alarms.open_by_key(condition.dedup_key), now)
     new = change.alarm.id is None
-    stored = uow.alarms.add(change.alarm) if new else uow.alarms.update(change.alarm)
+    alarm = change.alarm
+    again = not new and alarm.status is AlarmStatus.ACKNOWLEDGED and alarm.kind in EACH_ONE_NEEDS_A_HUMAN
+    if (
+        again
+    ):  # someone took the earlier dose on, not this one: the chain starts again (the log keeps the ack)
+        alarm = dataclasses.replace(
+            alarm, status=AlarmStatus.ACTIVE, acknowledged_at=None, acknowledged_by=None
+        )
+    stored = uow.alarms.add(alarm) if new else uow.alarms.update(alarm)
     assert stored.id is not None  # noqa: S101 - stored alarms have ids
     uow.alarms.log(change.log_entry(stored.id, now))
-    if new:
+    if new or again:
         uow.deadlines.schedule(
             Deadline(
-                key=f"{PLAN_ESCALATION}:{stored.id}",
+                key=f"{PLAN_ESCALATION}:{stored.id}:{stored.count}",
                 kind=PLAN_ESCALATION,
                 due_at=now,
                 created_at=now,

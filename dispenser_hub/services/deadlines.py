@@ -117,8 +117,10 @@ class DeadlineTimer:
             with self._uow_factory() as uow:
                 due = uow.deadlines.due(now, limit=self._batch)
                 keys = [deadline.key for deadline in due]
-                for deadline in due:
-                    self._carry_out(uow, deadline, now)
+                for listed in due:
+                    deadline = uow.deadlines.get(listed.key)  # as an earlier handler may have left it
+                    if deadline is not None and deadline.pending and deadline.due_at <= now:
+                        self._carry_out(uow, deadline, now)
                 uow.commit()
         except StorageUnavailableError:
             raise
@@ -129,32 +131,43 @@ class DeadlineTimer:
         return len(keys), len(keys)
 
     def _fire_alone(self, key: str, now: datetime) -> bool:
-        with self._uow_factory() as uow:
-            deadline = uow.deadlines.get(key)
-            if deadline is None or not deadline.pending or deadline.due_at > now:
-                return False
-            try:
+        """Fire one deadline in its own transaction; a failure is recorded in another.
+
+        The handler's exception leaves the ``with`` block first, so the unit of work turns a database that
+        cannot be used into ``StorageUnavailableError`` (re-raised: the next tick tries again, no backoff).
+        """
+        try:
+            with self._uow_factory() as uow:
+                deadline = uow.deadlines.get(key)
+                if deadline is None or not deadline.pending or deadline.due_at > now:
+                    return False
                 self._carry_out(uow, deadline, now)
                 uow.commit()
-            except StorageUnavailableError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - recorded on the deadline, retried later
-                _log.exception("deadline %s (%s) failed; retried later", deadline.key, deadline.kind)
-                uow.rollback()
-                attempts = deadline.attempts + 1
-                uow.deadlines.update(
-                    dataclasses.replace(
-                        deadline,
-                        attempts=attempts,
-                        last_error=f"{type(exc).__name__}: {exc}"[:500],
-                        due_at=now + retry_delay(attempts),
-                    )
-                )
-                uow.commit()
-                self.failed += 1
-                return False
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on the deadline, retried later
+            _log.exception("deadline %s failed; retried later", key)
+            self._record_failure(key, exc, now)
+            return False
         self.fired += 1
         return True
+
+    def _record_failure(self, key: str, exc: Exception, now: datetime) -> None:
+        with self._uow_factory() as uow:
+            deadline = uow.deadlines.get(key)
+            if deadline is None or not deadline.pending:
+                return
+            attempts = deadline.attempts + 1
+            uow.deadlines.update(
+                dataclasses.replace(
+                    deadline,
+                    attempts=attempts,
+                    last_error=f"{type(exc).__name__}: {exc}"[:500],
+                    due_at=now + retry_delay(attempts),
+                )
+            )
+            uow.commit()
+        self.failed += 1
 
     def _carry_out(self, uow: UnitOfWork, deadline: Deadline, now: datetime) -> None:
         handler = self._handlers.get(deadline.kind)

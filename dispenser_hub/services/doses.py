@@ -4,20 +4,22 @@ Rules (the transitions are ``domain.doses``; this service stores them and keeps 
 
 - **From the schedule.** When a dispenser's schedule is built (``ScheduleService.refresh``), each slot whose
   window is still open becomes a ``SCHEDULED`` dose if it has no record yet, with a deadline
-  (``dose.close``) at the window's end plus ``REPORT_GRACE`` (the device reports ``dose.not_taken`` itself
-  at the window's end; the grace lets that report, with its reason, arrive first). A record whose window
-  moved (a neighbour's window changed) gets the new window and its deadline moves. An open dose that is no
-  longer in the schedule (a pause, a plan change, the dispenser unbound) is ``CANCELLED`` with the reason,
-  and its deadline cancelled.
+  (``dose.close``, one per window end) at the window's end plus ``REPORT_GRACE`` (the device reports
+  ``dose.not_taken`` itself at the window's end; the grace lets that report, with its reason, arrive
+  first). A record whose window moved gets the new window and a new deadline (the old one finds nothing to
+  do). A slot that comes back after its record was cancelled (slot ids repeat: they name the due time)
+  gets a fresh record (``_fresh``). An open dose that is no longer in the schedule (a pause, a plan change,
+  the dispenser unbound) is ``CANCELLED`` with the reason, unless it is presented. Deadlines are never
+  cancelled: a deadline that finds its dose closed does nothing, which keeps every path simple.
 - **From the device.** Dose events (reminder, presented, taken, not taken, not dispensed, assisted,
-  pre-dispensed) apply to the record of their slot at the message's own time. An alarm the change raises
-  goes through the inhibition rule first (``escalation.inhibited``: not while the dispenser's "no
-  contact" alarm is open); late truth resolves the alarms it names, unless another dose of the patient
-  still keeps the same alarm open (``doses.kinds_to_resolve``). A report for a slot the hub has no record
-  of (a config older than the hub's database) is logged and left alone.
+  pre-dispensed) apply to the record of their slot at the message's own time. A report proves contact, so
+  the alarm it raises is not inhibited; late truth resolves the alarms it names, unless another dose of
+  the patient still keeps the same alarm open (``doses.kinds_to_resolve``). A report for a slot the hub
+  has no record of (a config older than the hub's database) is logged and left alone.
 - **At the deadline.** ``on_close`` (the ``dose.close`` deadline handler): a dose still open is closed as
-  ``UNKNOWN`` without an alarm when the dispenser is silent (offline, or its "no contact" alarm open), else
-  ``MISSED`` with the missed-dose alarm (VKP 3.3).
+  ``UNKNOWN`` without an alarm when the dispenser is silent (offline, retired from the registry, or its
+  "no contact" alarm open: that alarm covers its doses), else ``MISSED`` with the missed-dose alarm (VKP
+  3.3).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from dispenser_hub.domain import doses
-from dispenser_hub.domain.escalation import inhibited
 from dispenser_hub.domain.model import Deadline, SubjectKind
-from dispenser_hub.domain.pouches import from_ms
+from dispenser_hub.domain.pouches import from_ms, to_ms
 from dispenser_hub.domain.presence import NO_CONTACT
 from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 
@@ -54,8 +55,28 @@ def _no_contact_key(device_id: str) -> str:
 
 
 def close_key(dose: doses.Dose) -> str:
-    """The key of the dose's closing deadline."""
-    return f"{CLOSE}:{dose.key}"
+    """The key of the dose's closing deadline: one per window end (a moved window gets a new one)."""
+    return f"{CLOSE}:{dose.key}:{to_ms(dose.closes)}"
+
+
+def _fresh(existing: doses.Dose, slot_dose: doses.Dose) -> bool:
+    """Whether the slot's dose replaces the stored record of the same (device, slot id).
+
+    Slot ids repeat (they name the due time), so a slot can come back after its record was cancelled (a
+    pause withdrawn, a roll put back, a rebinding): a plan cancellation gives way to the slot, and so does
+    an open record whose patient, pouch or pot is not the slot's. An outcome that happened (taken,
+    missed, skipped, unknown, pre-dispensed for a trip) is never overwritten.
+    """
+    if existing.state is doses.DoseState.CANCELLED:
+        return existing.reason != doses.PREDISPENSED
+    if existing.state not in doses.OPEN:
+        return False
+    same = (existing.patient_id, existing.pouch_id, existing.pot) == (
+        slot_dose.patient_id,
+        slot_dose.pouch_id,
+        slot_dose.pot,
+    )
+    return not same
 
 
 class DoseService:
@@ -64,19 +85,24 @@ class DoseService:
     def sync(
         self, uow: UnitOfWork, device: Device, patient_id: int | None, schedule: Schedule, now: datetime
     ) -> None:
-        """Records for the slots of ``schedule`` (the device's, bound to ``patient_id``); cancel the rest."""
+        """Records for the slots of ``schedule`` (the device's, bound to ``patient_id``); cancel the rest.
+
+        An open dose that left the schedule is cancelled unless it is ``PRESENTED`` (in the patient's hands or
+        its pot open: the device leaves it out of the next schedule, and its outcome is still to come).
+        """
         wanted = {slot.slot_id for slot in schedule.slots}
         for dose in uow.doses.for_device(device.device_id, since=now - timedelta(days=1)):
-            if dose.state in doses.OPEN and dose.slot_id not in wanted and dose.closes > now:
+            gone = dose.slot_id not in wanted and dose.closes > now
+            if gone and dose.state in doses.OPEN and dose.state is not doses.DoseState.PRESENTED:
                 why = "no longer in the dispenser's schedule (pause, plan change or unbinding)"
                 self._store(uow, doses.cancel(dose, reason=why, now=now), now)
-                uow.deadlines.cancel(close_key(dose), now)
         if patient_id is None:
             return
         for slot in schedule.slots:
+            wanted_dose = doses.from_slot(device.device_id, patient_id, slot)
             existing = uow.doses.get(device.device_id, slot.slot_id)
-            if existing is None:
-                stored = uow.doses.put(doses.from_slot(device.device_id, patient_id, slot))
+            if existing is None or _fresh(existing, wanted_dose):
+                stored = uow.doses.put(wanted_dose)
             elif existing.state in doses.OPEN and (existing.opens, existing.closes) != (
                 slot.opens,
                 slot.closes,
@@ -117,8 +143,6 @@ class DoseService:
             reason=None if reason is None else str(reason),
         )
         self._store(uow, change, now)
-        if doses.is_terminal(change.dose.state):
-            uow.deadlines.cancel(close_key(change.dose), now)
 
     def on_predispensed(
         self, uow: UnitOfWork, device: Device, envelope: Envelope[Body], now: datetime
@@ -129,16 +153,19 @@ class DoseService:
             if dose is not None:
                 change = doses.on_event(dose, "dose.predispensed", at=from_ms(envelope.ts), now=now)
                 self._store(uow, change, now)
-                uow.deadlines.cancel(close_key(dose), now)
 
     def on_close(self, uow: UnitOfWork, deadline: Deadline, now: datetime) -> None:
-        """The ``dose.close`` deadline handler (see the module rules)."""
+        """The ``dose.close`` deadline handler (see the module rules); a closed dose is left as it is."""
         device_id, slot_id = str(deadline.payload["device_id"]), str(deadline.payload["slot_id"])
         dose = uow.doses.get(device_id, slot_id)
-        device = uow.devices.get(device_id)
-        if dose is None or device is None:
+        if dose is None:
             return
-        silent = not device.presence.online or uow.alarms.open_by_key(_no_contact_key(device_id)) is not None
+        device = uow.devices.get(device_id)
+        silent = (
+            device is None
+            or not device.presence.online
+            or uow.alarms.open_by_key(_no_contact_key(device_id)) is not None
+        )
         self._store(uow, doses.on_deadline(dose, now=now, device_silent=silent), now)
 
     @staticmethod
@@ -146,10 +173,10 @@ class DoseService:
         if not change.changed:
             return
         dose = uow.doses.put(change.dose)
-        if change.alarm is not None:
-            silent = uow.alarms.open_by_key(_no_contact_key(dose.device_id))
-            if not inhibited(change.alarm.kind, dose.device_id, [] if silent is None else [silent]):
-                raise_alarm(uow, change.alarm, now)
+        if (
+            change.alarm is not None
+        ):  # inhibition is decided at the deadline (on_close); reports prove contact
+            raise_alarm(uow, change.alarm, now)
         if change.resolve_kinds:
             still_missed = uow.doses.in_states(dose.patient_id, [doses.DoseState.MISSED])
             for kind in doses.kinds_to_resolve(change, still_missed):

@@ -83,13 +83,14 @@ class Escalations:
         if policy is None or alarm.id is None:
             return 0
         urgent = is_urgent(alarm.kind, alarm.severity)
+        start = alarm.raised_at if alarm.count == 1 else alarm.last_raised_at
         steps = plan_steps(
-            Snapshot.of(alarm, policy), alarm.raised_at, silences=silences, quiet=self._quiet, urgent=urgent
+            Snapshot.of(alarm, policy), start, silences=silences, quiet=self._quiet, urgent=urgent
         )
         for step in steps:
             uow.deadlines.schedule(
                 Deadline(
-                    key=step.key,
+                    key=f"{step.key}:{alarm.count}",  # a repeat that escalates again gets its own steps
                     kind=STEP,
                     due_at=step.at,
                     created_at=now,

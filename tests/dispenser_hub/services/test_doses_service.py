@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -11,8 +12,10 @@ from dispenser_hub.domain.doses import DoseState
 from dispenser_hub.domain.model import PauseRecord
 from dispenser_hub.domain.pouches import to_ms
 from dispenser_hub.domain.schedules import Pause
+from dispenser_hub.services.alarm_records import PLAN_ESCALATION
 from dispenser_hub.services.deadlines import DeadlineTimer
 from dispenser_hub.services.doses import CLOSE, REPORT_GRACE
+from dispenser_hub.services.escalations import Escalations
 from dispenser_hub.services.schedules import ScheduleService
 from firmware_protocol.messages import Death, DoseNotTaken, DoseTaken
 from tests.dispenser_hub.services.test_rolls import D1, HOUR, Rig, make_manifest
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
     from dispenser_hub.domain.pouches import RollManifest
 
 
+SECRET = b"0123456789abcdef-test-secret"
+
+
 class DoseRig(Rig):
     """The roll rig with a roll accepted in D1 and the deadline timer."""
 
@@ -33,9 +39,8 @@ class DoseRig(Rig):
         self.manifest = make_manifest(count=4, spacing=12 * HOUR)  # T0+2h, +14h, +26h, +38h
         self.add(self.manifest)
         self.load(D1, self.manifest)
-        self.timer = DeadlineTimer(
-            self.hub.store, self.hub.clock, {CLOSE: ScheduleService().doses.on_close}, holder="test"
-        )
+        handlers = {CLOSE: ScheduleService().doses.on_close, PLAN_ESCALATION: Escalations(SECRET).on_plan}
+        self.timer = DeadlineTimer(self.hub.store, self.hub.clock, handlers, holder="test")
 
     def doses(self) -> list[Dose]:
         with self.hub.store() as uow:
@@ -75,7 +80,7 @@ def test_each_slot_sent_becomes_a_scheduled_dose_with_a_closing_deadline(rig: Do
 
 def test_a_dose_with_no_word_from_a_connected_device_is_missed_and_reaches_a_human(rig: DoseRig) -> None:
     rig.hub.clock.advance(2 * HOUR + _closes(rig.manifest, 0))
-    assert rig.timer.tick() == 1
+    rig.timer.tick()
     first = rig.doses()[0]
     assert (first.state, first.reason) == (DoseState.MISSED, "no_confirmation")
     (alarm,) = rig.missed_alarms()
@@ -86,7 +91,7 @@ def test_a_dose_with_no_word_from_a_connected_device_is_missed_and_reaches_a_hum
 def test_a_silent_device_leaves_its_doses_unknown_without_missed_dose_alarms(rig: DoseRig) -> None:
     rig.send(D1, Death)  # the device went offline
     rig.hub.clock.advance(2 * HOUR + _closes(rig.manifest, 1))
-    assert rig.timer.tick() == 2
+    rig.timer.tick()
     assert [d.state for d in rig.doses()[:2]] == [DoseState.UNKNOWN, DoseState.UNKNOWN]
     assert rig.missed_alarms() == []
 
@@ -116,8 +121,10 @@ def test_the_devices_own_not_taken_report_closes_the_dose_before_the_deadline(ri
     rig.dose_event(DoseNotTaken, 0, closed_at=to_ms(pouch.intake_at + timedelta(hours=2)), retained=True)
     assert (rig.doses()[0].state, rig.doses()[0].reason) == (DoseState.MISSED, "not_taken")
     rig.hub.clock.advance(REPORT_GRACE)
-    assert rig.timer.tick() == 0  # its deadline was cancelled: nothing fires twice
-    assert len(rig.missed_alarms()) == 1
+    rig.timer.tick()  # its deadline finds the dose closed: nothing changes, no second alarm
+    assert (rig.doses()[0].state, rig.doses()[0].reason) == (DoseState.MISSED, "not_taken")
+    (alarm,) = rig.missed_alarms()
+    assert alarm.count == 1
 
 
 def test_a_pause_cancels_the_doses_in_it(rig: DoseRig) -> None:
@@ -138,3 +145,26 @@ def test_a_pause_cancels_the_doses_in_it(rig: DoseRig) -> None:
     rig.timer.tick()
     assert rig.missed_alarms() != []  # pouch 2 was due after the pause and not confirmed
     assert [d.state for d in rig.doses()[:2]] == [DoseState.CANCELLED, DoseState.CANCELLED]
+
+
+def test_doses_come_back_when_their_pause_is_withdrawn(rig: DoseRig) -> None:
+    now = rig.hub.clock.now()
+    with rig.hub.store() as uow:
+        record = uow.schedules.add_pause(
+            PauseRecord(rig.patient_a, Pause(now, now + 20 * HOUR, "hospital"), now, "op")
+        )
+        device = uow.devices.get(D1)
+        assert device is not None
+        ScheduleService().refresh(uow, device, now)
+        uow.commit()
+    assert [d.state for d in rig.doses()[:2]] == [DoseState.CANCELLED, DoseState.CANCELLED]
+    with rig.hub.store() as uow:  # the patient stayed home after all
+        uow.schedules.update_pause(dataclasses.replace(record, ended_at=now, ended_by="op"))
+        device = uow.devices.get(D1)
+        assert device is not None
+        ScheduleService().refresh(uow, device, now)
+        uow.commit()
+    assert [d.state for d in rig.doses()] == [DoseState.SCHEDULED] * 4
+    rig.hub.clock.advance(2 * HOUR + _closes(rig.manifest, 0))
+    rig.timer.tick()
+    assert rig.doses()[0].state is DoseState.MISSED  # it reaches a human again

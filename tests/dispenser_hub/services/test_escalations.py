@@ -133,3 +133,23 @@ def test_late_truth_resolves_the_alarm_and_nothing_more_goes_out(rig: Escalation
     rig.hub.clock.advance(2 * HOUR)
     rig.timer.tick()
     assert len(rig.notifications(alarm)) == 1
+
+
+def test_a_new_missed_dose_after_an_acknowledgement_escalates_again(rig: EscalationRig) -> None:
+    rig.hub.registry.add_contact(Contact(rig.patient_a, "Ola", phone="+4791234567", priority=1), by="op")
+    alarm = rig.miss_first_dose()
+    rig.hub.clock.advance(30 * MINUTE)
+    rig.timer.tick()
+    assert alarm.id is not None
+    rig.hub.registry.acknowledge_alarm(alarm.id, by="operator:kari")
+    rig.hub.clock.advance(12 * HOUR)  # pouch 1's window closes unconfirmed too
+    rig.timer.tick()
+    with rig.hub.store() as uow:
+        again = uow.alarms.get(alarm.id)
+    assert again is not None
+    assert (again.count, again.status.value) == (2, "active")
+    rig.hub.clock.advance(30 * MINUTE)
+    rig.timer.tick()
+    sent = rig.notifications(alarm)
+    assert [n.status for n in sent] == [NotificationStatus.CANCELLED, NotificationStatus.PENDING]
+    assert sent[0].key != sent[1].key
