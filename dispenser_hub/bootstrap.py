@@ -7,7 +7,6 @@ The database must be at the code's migration revision (``dispenser-hub migrate``
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -26,6 +25,7 @@ from dispenser_hub.adapters.notify.factory import channels_from_settings
 from dispenser_hub.adapters.pki import CaMissingError, CertificateAuthority
 from dispenser_hub.adapters.scheduler import PeriodicJobs
 from dispenser_hub.ports import StorageUnavailableError
+from dispenser_hub.services.ack import notice_secret
 from dispenser_hub.services.alarm_records import PLAN_ESCALATION
 from dispenser_hub.services.deadlines import TICK_S, DeadlineTimer
 from dispenser_hub.services.doses import CLOSE
@@ -203,10 +203,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     sweep = ScheduleSweep(uow_factory, clock, schedules)
     refill = SupplySweep(uow_factory, clock, schedules.supply)
     holder = f"{settings.mqtt_client_id}:{socket.gethostname()}:{os.getpid()}"
-    secret = hashlib.sha256(
-        b"dispenser-hub notices\0" + settings.lookup_key.get_secret_value().encode()
-    ).digest()
-    escalations = Escalations(secret)
+    escalations = Escalations(notice_secret(settings))  # the SMS replies' check uses the same secret
     handlers = {
         CLOSE: schedules.doses.on_close,
         PLAN_ESCALATION: escalations.on_plan,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from dispenser_hub.bootstrap import build_hub
+from dispenser_hub.services.ack import notice_secret
 from dispenser_hub.web.app import create_app
 from dispenser_hub.web.context import ApiContext
 from dispenser_hub.web.tokens import operator_tokens
@@ -59,6 +60,10 @@ class HubRuntime:
             tokens=operator_tokens(settings.api_tokens_by_name()),
             version=package_version(),
             health=self.hub.health,
+            notice_secret=notice_secret(settings),
+            sms_gateway_token=(
+                settings.sms_gateway_token.get_secret_value() if settings.sms_gateway_token else None
+            ),
         )
         config = uvicorn.Config(
             create_app(api),

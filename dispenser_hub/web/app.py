@@ -1,9 +1,10 @@
 """The FastAPI application: ``create_app(api)`` builds it; nothing is built at import time.
 
 The REST API lives under ``/api/v1`` (OpenAPI document at ``/api/v1/openapi.json``, interactive docs at
-``/api/v1/docs``). Every route but ``/api/v1/health`` needs an operator token; every error has one schema
-(``web.errors``). Answers are marked ``Cache-Control: no-store``: they may carry patient data, which must
-not linger in a browser's or proxy's cache.
+``/api/v1/docs``). Every route but ``/api/v1/health`` needs an operator token (``/api/v1/sms/replies`` the
+SMS gateway's instead); every error has one schema (``web.errors``). Answers are marked
+``Cache-Control: no-store``: they may carry patient data, which must not linger in a browser's or proxy's
+cache.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dispenser_hub.web.routes import (
     dosett,
     health,
     manifests,
+    notifications,
     patients,
     records,
     schedules,
@@ -42,7 +44,8 @@ centre. The operator console and integrators use it to register care teams, pati
 register and enroll dispensers, bind them to patients, send safe commands, and work the alarm board.
 
 * **Authentication**: `Authorization: Bearer <token>` with an operator API token (`DISPENSER_API_TOKENS`).
-  The token's name is recorded as the actor of every action in the audit trail. `/api/v1/health` is open.
+  The token's name is recorded as the actor of every action in the audit trail. `/api/v1/health` is open;
+  `/api/v1/sms/replies` takes the SMS gateway's token (`X-Gateway-Token`) instead.
 * **Errors** all have one shape: `{"error": {"code", "message", "field", "problems"}}`.
 * **Times** are ISO 8601 in UTC with an offset (`2026-11-23T07:00:00+00:00`).
 * **Patient identifiers**: national id numbers are masked (`010190*****`) everywhere except
@@ -60,6 +63,10 @@ TAGS = [
     {"name": "supply", "description": "When a patient's roll or tray runs out, and the refill warnings."},
     {"name": "commands", "description": "Safe commands to a dispenser through the signed outbox."},
     {"name": "alarms", "description": "The alarm board: list, log, acknowledge, resolve."},
+    {
+        "name": "notifications",
+        "description": "An alarm's messages, the console's live stream, SMS replies that acknowledge.",
+    },
     {"name": "roll manifests", "description": "Pharmacy roll manifests: import JSON or CSV files, read one."},
     {"name": "dead letters", "description": "Device messages the hub refused, with the reason."},
     {"name": "audit", "description": "Who did what to which record."},
@@ -92,6 +99,8 @@ def create_app(api: ApiContext) -> FastAPI:
         supply.router,
         commands.router,
         alarms.router,
+        notifications.router,
+        notifications.gateway,
         manifests.router,
         records.dead_letters,
         records.audit,

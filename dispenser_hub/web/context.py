@@ -25,7 +25,10 @@ class ApiContext:
     ``health``, when given, returns what the health route shows next to the status (MQTT connected, outbox
     backlog...): never patient data, since that route is open. ``manifests`` imports roll manifests; by
     default one over ``uow_factory`` and ``clock``; so do ``schedules`` (dose settings, pauses) and
-    ``dosett`` (dosett plans, tray fills).
+    ``dosett`` (dosett plans, tray fills). ``notice_secret`` checks the codes of SMS replies (the secret
+    ``Escalations`` signs them with, ``services.ack.notice_secret``) and ``sms_gateway_token`` is what the
+    SMS gateway sends in ``X-Gateway-Token`` with an inbound message; without either, SMS replies are
+    refused (503).
     """
 
     uow_factory: UnitOfWorkFactory
@@ -37,6 +40,8 @@ class ApiContext:
     manifests: ManifestImporter | None = None
     schedules: PatientSchedules | None = None
     dosett: PatientDosett | None = None
+    notice_secret: bytes | None = field(default=None, repr=False)
+    sms_gateway_token: str | None = field(default=None, repr=False)
     token_table: TokenTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
