@@ -7,7 +7,7 @@ work's); ``fork`` is O(number of tables); the first write to a table in a unit o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -162,41 +162,8 @@ class Tables:
     """Last id handed out per table name (ids start at 1 and are never reused)."""
 
     def fork(self) -> Tables:
-        """Tables sharing every row with these until written."""
-        return Tables(
-            teams=self.teams.fork(),
-            patients=self.patients.fork(),
-            contacts=self.contacts.fork(),
-            devices=self.devices.fork(),
-            enrollment_codes=self.enrollment_codes.fork(),
-            bindings=self.bindings.fork(),
-            events=self.events.fork(),
-            event_keys=self.event_keys.fork(),
-            dead_letters=self.dead_letters.fork(),
-            commands=self.commands.fork(),
-            alarms=self.alarms.fork(),
-            open_alarms=self.open_alarms.fork(),
-            alarm_log=self.alarm_log.fork(),
-            audit=self.audit.fork(),
-            roll_manifests=self.roll_manifests.fork(),
-            roll_loads=self.roll_loads.fork(),
-            dispensed_pouches=self.dispensed_pouches.fork(),
-            dose_settings=self.dose_settings.fork(),
-            pauses=self.pauses.fork(),
-            device_schedules=self.device_schedules.fork(),
-            dosett_plans=self.dosett_plans.fork(),
-            tray_fills=self.tray_fills.fork(),
-            opened_pots=self.opened_pots.fork(),
-            supplies=self.supplies.fork(),
-            deadlines=self.deadlines.fork(),
-            deadline_keys=self.deadline_keys.fork(),
-            leases=self.leases.fork(),
-            doses=self.doses.fork(),
-            dose_keys=self.dose_keys.fork(),
-            notifications=self.notifications.fork(),
-            notification_keys=self.notification_keys.fork(),
-            last_ids=self.last_ids.fork(),
-        )
+        """Tables sharing every row with these until written (every field, so no table is ever left out)."""
+        return Tables(**{spec.name: getattr(self, spec.name).fork() for spec in fields(self)})
 
     def next_id(self, table: str) -> int:
         """A new id for a row of ``table``."""
