@@ -83,6 +83,16 @@ def alarm_already_open(dedup_key: str) -> str:
     return f"an open alarm with key {dedup_key} already exists"
 
 
+def deadline_key_taken(key: str) -> str:
+    """A deadline's key is unique (an update that would repeat one)."""
+    return f"a deadline with key {key} already exists"
+
+
+def notification_key_taken(key: str) -> str:
+    """A notification's key is unique (an update that would repeat one)."""
+    return f"a notification with key {key} already exists"
+
+
 def manifest_conflict(roll_id: str) -> str:
     """A roll id has one manifest: other content under a known roll id (the message names no patient)."""
     return f"roll {roll_id} already has a different manifest"

@@ -37,11 +37,6 @@ if TYPE_CHECKING:
     from sqlmodel.sql.expression import SelectOfScalar
 
 
-def deadline_key_taken(key: str) -> str:
-    """A deadline's key is unique (the message of ``ConflictError`` for an update that would repeat one)."""
-    return f"a deadline with key {key} already exists"
-
-
 class SqlDeadlineRepository(SqlRepository):
     """Deadlines, unique per key (see the module docstring)."""
 
@@ -105,7 +100,7 @@ class SqlDeadlineRepository(SqlRepository):
             raise NotFoundError(rules.missing("deadline", deadline.id))
         stored = rules.normalise(deadline)
         row.sqlmodel_update(_values(stored))
-        self._flush({"uq_deadline_key": deadline_key_taken(stored.key)})
+        self._flush({"uq_deadline_key": rules.deadline_key_taken(stored.key)})
         return _deadline(row)
 
     def pending(self, *, kind: str | None = None, limit: int = 100) -> list[Deadline]:

@@ -42,11 +42,6 @@ _DOSE_KEY = ("device_id", "slot_id")
 R = TypeVar("R", DoseRow, NotificationRow)
 
 
-def notification_key_taken(key: str) -> str:
-    """A notification's key is unique (the message of ``ConflictError`` for an update repeating one)."""
-    return f"a notification with key {key} already exists"
-
-
 class SqlDoseRepository(SqlRepository):
     """Doses, one per (device_id, slot_id) (see the module docstring)."""
 
@@ -153,7 +148,7 @@ class SqlNotificationRepository(SqlRepository):
         stored = rules.normalise(notification)
         self._require_alarm(stored.alarm_id)
         row.sqlmodel_update(_notification_values(stored, self._protector))
-        self._flush({"uq_notification_key": notification_key_taken(stored.key)})
+        self._flush({"uq_notification_key": rules.notification_key_taken(stored.key)})
         return _notification(row, self._protector)
 
     def due(self, now: datetime, *, limit: int = 100) -> list[Notification]:

@@ -24,11 +24,6 @@ if TYPE_CHECKING:
     from dispenser_hub.domain.model import Deadline
 
 
-def deadline_key_taken(key: str) -> str:
-    """A deadline's key is unique (the message of ``ConflictError`` for an update that would repeat one)."""
-    return f"a deadline with key {key} already exists"
-
-
 class MemoryDeadlineRepository(MemoryRepository):
     """Deadlines, unique per key (see the module docstring)."""
 
@@ -79,7 +74,7 @@ class MemoryDeadlineRepository(MemoryRepository):
         stored = rules.normalise(deadline)
         owner = self._tables.deadline_keys.rows.get(stored.key)
         if owner is not None and owner != stored.id:
-            raise ConflictError(deadline_key_taken(stored.key))
+            raise ConflictError(rules.deadline_key_taken(stored.key))
         tables = self._tx.write()
         if old.key != stored.key:
             tables.deadline_keys.pop(old.key)

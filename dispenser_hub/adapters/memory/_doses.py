@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     from dispenser_hub.domain.model import Notification
 
 
-def notification_key_taken(key: str) -> str:
-    """A notification's key is unique (the message of ``ConflictError`` for an update repeating one)."""
-    return f"a notification with key {key} already exists"
-
-
 def dose_states(states: Collection[str]) -> frozenset[DoseState]:
     """``states`` as ``DoseState`` members (given as members or values); ``ValueError`` for an unknown one."""
     return frozenset(DoseState(state) for state in states)
@@ -144,7 +139,7 @@ class MemoryNotificationRepository(MemoryRepository):
         self._require_alarm(stored.alarm_id)
         owner = self._tables.notification_keys.rows.get(stored.key)
         if owner is not None and owner != stored.id:
-            raise ConflictError(notification_key_taken(stored.key))
+            raise ConflictError(rules.notification_key_taken(stored.key))
         tables = self._tx.write()
         if old.key != stored.key:
             tables.notification_keys.pop(old.key)
