@@ -111,6 +111,12 @@ def _settings_part(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in _NOT_COMPARED}
 
 
+def dose_window(uow: UnitOfWork, patient_id: int | None) -> DoseWindow:
+    """The patient's dose window and reminders: their ``DoseSettings``, else the defaults."""
+    stored = None if patient_id is None else uow.schedules.settings(patient_id)
+    return stored.window if stored is not None else DoseWindow()
+
+
 def needs_new_version(old: dict[str, Any], new: dict[str, Any], *, now: datetime, horizon: timedelta) -> bool:
     """Whether ``new`` must replace ``old`` on the device (see the module rules)."""
     if _settings_part(old) != _settings_part(new):
@@ -157,8 +163,7 @@ class ScheduleService:
         if binding is None:
             return Schedule(()), [], None
         patient_id = binding.patient_id
-        stored = uow.schedules.settings(patient_id)
-        window = stored.window if stored is not None else DoseWindow()
+        window = dose_window(uow, patient_id)
         pauses = [
             pause
             for record in uow.schedules.pauses(patient_id, ending_after=now - window.late)
@@ -204,8 +209,7 @@ class ScheduleService:
         """The ``config`` the device should hold at ``now``, as version ``version``."""
         schedule, pauses, roll_id = self.build(uow, device, now)
         binding = uow.bindings.active_for_device(device.device_id)
-        stored = None if binding is None else uow.schedules.settings(binding.patient_id)
-        window = stored.window if stored is not None else DoseWindow()
+        window = dose_window(uow, None if binding is None else binding.patient_id)
         soon = now + ALMOST_EMPTY_AHEAD
         almost_empty = min(64, max(1, sum(1 for slot in schedule.slots if slot.due < soon)))
         until = paused_until(pauses, now)

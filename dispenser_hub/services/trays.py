@@ -23,10 +23,9 @@ from dispenser_hub.domain.alarms import SYSTEM_ACTOR
 from dispenser_hub.domain.dosett import judge_pot_opened, judge_tray_loaded
 from dispenser_hub.domain.model import AuditEntry, SubjectKind
 from dispenser_hub.domain.pouches import from_ms
-from dispenser_hub.domain.schedules import DoseWindow
 from dispenser_hub.services.alarm_records import device_condition, raise_alarm
 from dispenser_hub.services.downlink import enqueue
-from dispenser_hub.services.schedules import ScheduleService
+from dispenser_hub.services.schedules import ScheduleService, dose_window
 from firmware_protocol.messages import Lock, PotOpened, TrayLoaded
 
 if TYPE_CHECKING:
@@ -93,8 +92,7 @@ class TrayService:
         binding = uow.bindings.active_for_device(device.device_id)
         patient_id = None if binding is None else binding.patient_id
         record = self._schedules.accepted_fill(uow, device, from_ms(envelope.ts))
-        settings = None if patient_id is None else uow.schedules.settings(patient_id)
-        window = settings.window if settings is not None else DoseWindow()
+        window = dose_window(uow, patient_id)
         opened = frozenset[int]() if record is None or record.id is None else uow.dosett.opened(record.id)
         decision = judge_pot_opened(
             None if record is None else record.fill,
