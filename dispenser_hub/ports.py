@@ -42,6 +42,8 @@ if TYPE_CHECKING:
         Patient,
         PauseRecord,
         PlanRecord,
+        PolicyRecord,
+        RosterRecord,
         SupplyRecord,
     )
     from dispenser_hub.domain.pouches import RollManifest
@@ -391,6 +393,24 @@ class SupplyRepository(Protocol):
         ...
 
 
+class EscalationSetupRepository(Protocol):
+    """Home-care teams' on-call rosters and patients' own escalation policies, one record each."""
+
+    def roster(self, team_id: int) -> RosterRecord | None: ...
+    def put_roster(self, record: RosterRecord) -> RosterRecord:
+        """Store (replace) the team's roster; ``NotFoundError`` if there is no such team."""
+        ...
+
+    def policy(self, patient_id: int) -> PolicyRecord | None: ...
+    def put_policy(self, record: PolicyRecord) -> PolicyRecord:
+        """Store (replace) the patient's policy; ``NotFoundError`` if there is no such patient."""
+        ...
+
+    def remove_policy(self, patient_id: int) -> bool:
+        """Back to the default policy; whether the patient had one of their own."""
+        ...
+
+
 class DoseRepository(Protocol):
     """Scheduled doses and their outcome (``doses.Dose``), one per (device_id, slot_id)."""
 
@@ -512,6 +532,7 @@ class UnitOfWork(Protocol):
     leases: LeaseRepository
     doses: DoseRepository
     notifications: NotificationRepository
+    escalation: EscalationSetupRepository
     audit: AuditRepository
 
     def commit(self) -> None: ...

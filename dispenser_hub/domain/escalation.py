@@ -72,6 +72,7 @@ class EscalationError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.reason = message
 
 
 def _check_aware(field: str, value: datetime) -> None:
@@ -387,3 +388,84 @@ def validate_for_patient(policy: Policy, *, has_relative: bool, has_team: bool) 
         elif step.target is Target.HOME_CARE_ON_CALL and not has_team:
             problems.append(Undeliverable(index, step.target, "the patient has no home-care team"))
     return problems
+
+
+_STEP_KEYS: Final = frozenset({"after_minutes", "target", "person", "repeat_every_minutes", "repeats"})
+
+
+def policy_document(policy: Policy) -> dict[str, object]:
+    """The policy as a JSON document (the API's and the store's shape; ``policy_from_document`` reads it)."""
+    return {
+        "name": policy.name,
+        "steps": [
+            {
+                "after_minutes": step.after / timedelta(minutes=1),
+                "target": step.target.value,
+                "person": step.person,
+                "repeat_every_minutes": None
+                if step.repeat_every is None
+                else step.repeat_every / timedelta(minutes=1),
+                "repeats": step.repeat_max,
+            }
+            for step in policy.steps
+        ],
+    }
+
+
+def policy_from_document(document: object) -> Policy:
+    """Read a policy document (``policy_document``'s shape); ``EscalationError`` names the field to fix.
+
+    Minutes may be fractional only to whole seconds; ``person``, ``repeat_every_minutes`` and ``repeats``
+    may be left out.
+    """
+    if not isinstance(document, dict) or set(document) != {"name", "steps"}:
+        raise EscalationError("policy", "must be an object with 'name' and 'steps'")
+    name, items = document["name"], document["steps"]
+    if not isinstance(name, str):
+        raise EscalationError("name", "must be a string")
+    if not isinstance(items, list):
+        raise EscalationError("steps", "must be a list of steps")
+    return Policy(name, tuple(_step_from(f"steps[{i}]", item) for i, item in enumerate(items)))
+
+
+def _step_from(where: str, item: object) -> Step:
+    if not isinstance(item, dict) or not {"after_minutes", "target"} <= set(item) <= _STEP_KEYS:
+        raise EscalationError(
+            where, f"must be an object with after_minutes, target and optionally {_OPTIONAL}"
+        )
+    try:
+        target = Target(item["target"])
+    except ValueError:
+        options = ", ".join(t.value for t in Target)
+        raise EscalationError(f"{where}.target", f"must be one of {options}") from None
+    person = item.get("person")
+    if person is not None and not isinstance(person, str):
+        raise EscalationError(f"{where}.person", "must be a staff ref")
+    repeats = item.get("repeats", 0)
+    if type(repeats) is not int:
+        raise EscalationError(f"{where}.repeats", "must be a whole number")
+    every = item.get("repeat_every_minutes")
+    try:
+        return Step(
+            _minutes(f"{where}.after_minutes", item["after_minutes"]),
+            target,
+            person=person,
+            repeat_every=None if every is None else _minutes(f"{where}.repeat_every_minutes", every),
+            repeat_max=repeats,
+        )
+    except EscalationError as error:
+        if error.field.startswith(where):
+            raise
+        raise EscalationError(f"{where}.{_FIELDS.get(error.field, error.field)}", error.reason) from None
+
+
+_OPTIONAL: Final = "person, repeat_every_minutes and repeats"
+_FIELDS: Final = {"after": "after_minutes", "repeat_every": "repeat_every_minutes", "repeat_max": "repeats"}
+
+
+def _minutes(field: str, value: object) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EscalationError(field, "must be a number of minutes")
+    if not 0 <= value <= MAX_AFTER / timedelta(minutes=1):
+        raise EscalationError(field, "must be 0-1440 minutes")
+    return timedelta(seconds=round(value * 60))

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from dispenser_hub.domain.dosett import DosettPlan, TrayFill
+    from dispenser_hub.domain.escalation import Policy
+    from dispenser_hub.domain.rosters import TeamRoster
     from dispenser_hub.domain.schedules import DoseWindow, Pause
     from dispenser_hub.domain.supply import Supply
     from firmware_protocol.messages import Family
@@ -486,3 +488,23 @@ class Notification:
     last_error: str | None = None
     acknowledged_at: datetime | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RosterRecord:
+    """A home-care team's stored roster (``rosters.TeamRoster``; its ``team_id`` is ``str(team_id)``)."""
+
+    team_id: int
+    roster: TeamRoster
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    """A patient's own escalation policy, used instead of the default of their responsibility level."""
+
+    patient_id: int
+    policy: Policy
+    updated_at: datetime
+    updated_by: str

@@ -60,6 +60,7 @@ class RosterError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.reason = message
 
 
 def _check_aware(field: str, value: datetime) -> None:
@@ -219,3 +220,155 @@ def gaps(
     if cursor < end:
         uncovered.append((cursor, end))
     return uncovered
+
+
+# -- a team's roster: its on-call staff and weekly rota ----------------------------------------------------
+
+MAX_STAFF: Final = 200
+MAX_ROTA: Final = 200
+ON_CALL_LOOKBACK_DAYS: Final = 8
+"""Shifts starting this many days before a moment are expanded to find who covers it (a shift lasts at most
+a week, and a night shift starting the day before is on call after midnight)."""
+_EMAIL: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
+_PHONE: Final = re.compile(r"^\+?[0-9][0-9 ()-]{4,19}$")
+_HHMM: Final = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    """A home-care worker who can be on call: ``ref`` is the roster's own reference (``nurse-1``)."""
+
+    ref: str
+    name: str
+    phone: str | None = None
+    email: str | None = None
+
+    def __post_init__(self) -> None:
+        """A reference, a name, and a phone number or e-mail address to reach them (both well formed)."""
+        _check_ref("ref", self.ref)
+        if not self.name.strip() or len(self.name) > MAX_NAME:
+            raise RosterError("name", f"must be 1-{MAX_NAME} characters")
+        if self.phone is not None and not _PHONE.fullmatch(self.phone):
+            raise RosterError("phone", "must be a phone number such as +47 912 34 567")
+        if self.email is not None and not _EMAIL.fullmatch(self.email):
+            raise RosterError("email", "must be an e-mail address such as name@kommune.no")
+        if self.phone is None and self.email is None:
+            raise RosterError("phone", "a phone number or an e-mail address is needed to reach the person")
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRoster:
+    """A home-care team's staff and weekly on-call rota (``WeeklyShift.contact_ref`` is a staff ``ref``).
+
+    Rules: staff references are unique; every shift names a listed staff member (``person`` and
+    ``contact_ref`` are both the ref) and the team; the rota is checked for double entries over two weeks
+    (``check_roster``). ``on_call`` is the staff on duty at a moment, the primary first.
+    """
+
+    team_id: str
+    staff: tuple[StaffMember, ...]
+    rota: tuple[WeeklyShift, ...]
+
+    def __post_init__(self) -> None:
+        """Validate (see the class rules)."""
+        _check_ref("team_id", self.team_id)
+        if len(self.staff) > MAX_STAFF:
+            raise RosterError("staff", f"must list at most {MAX_STAFF} people")
+        if len(self.rota) > MAX_ROTA:
+            raise RosterError("rota", f"must have at most {MAX_ROTA} shifts")
+        refs = [member.ref for member in self.staff]
+        for index, ref in enumerate(refs):
+            if ref in refs[:index]:
+                raise RosterError(f"staff[{index}].ref", f"{ref!r} is listed twice")
+        for index, shift in enumerate(self.rota):
+            if shift.team_id != self.team_id:
+                raise RosterError(f"rota[{index}].team_id", f"must be {self.team_id!r}")
+            if shift.contact_ref not in refs:
+                raise RosterError(f"rota[{index}].staff", f"{shift.contact_ref!r} is not in the staff list")
+        expand(self.rota, date(2026, 1, 5), 14)  # two plain weeks: a double entry raises
+
+    def member(self, ref: str) -> StaffMember | None:
+        """The staff member with ``ref``."""
+        return next((member for member in self.staff if member.ref == ref), None)
+
+    def shifts_around(self, at: datetime) -> list[Shift]:
+        """The rota's shifts that can cover ``at`` (those starting in the week before it or that day)."""
+        _check_aware("at", at)
+        first = at.astimezone(OSLO).date() - timedelta(days=ON_CALL_LOOKBACK_DAYS)
+        return expand(self.rota, first, ON_CALL_LOOKBACK_DAYS + 2)
+
+    def on_call(self, at: datetime) -> list[StaffMember]:
+        """The staff on call at ``at``, the primary first (empty in a gap of the rota)."""
+        found: list[StaffMember] = []
+        for shift in on_duty(self.shifts_around(at), self.team_id, at):
+            member = self.member(shift.contact_ref)
+            if member is not None and member not in found:
+                found.append(member)
+        return found
+
+
+def roster_document(roster: TeamRoster) -> dict[str, object]:
+    """The roster as a JSON document (the API's and the store's shape; ``roster_from_document`` reads it)."""
+    return {
+        "staff": [{"ref": m.ref, "name": m.name, "phone": m.phone, "email": m.email} for m in roster.staff],
+        "rota": [
+            {
+                "staff": shift.contact_ref,
+                "weekday": shift.weekday,
+                "start": shift.start.strftime("%H:%M"),
+                "minutes": shift.duration // timedelta(minutes=1),
+            }
+            for shift in roster.rota
+        ],
+    }
+
+
+def roster_from_document(team_id: str, document: object) -> TeamRoster:
+    """Read a roster document (``roster_document``'s shape); ``RosterError`` names the field to fix."""
+    if not isinstance(document, dict) or set(document) - {"staff", "rota"}:
+        raise RosterError("roster", "must be an object with 'staff' and 'rota' lists")
+    staff_items, rota_items = document.get("staff", []), document.get("rota", [])
+    if not isinstance(staff_items, list) or not isinstance(rota_items, list):
+        raise RosterError("roster", "'staff' and 'rota' must be lists")
+    staff = tuple(_member(f"staff[{i}]", item) for i, item in enumerate(staff_items))
+    rota = tuple(_weekly(f"rota[{i}]", team_id, item) for i, item in enumerate(rota_items))
+    return TeamRoster(team_id, staff, rota)
+
+
+def _member(where: str, item: object) -> StaffMember:
+    if not isinstance(item, dict) or set(item) - {"ref", "name", "phone", "email"}:
+        raise RosterError(where, "must be an object with ref, name, phone and/or email")
+    ref, name, phone, email = (_optional_text(where, key, item) for key in ("ref", "name", "phone", "email"))
+    try:
+        return StaffMember(ref or "", name or "", phone, email)
+    except RosterError as error:
+        raise RosterError(f"{where}.{error.field}", error.reason) from None
+
+
+def _optional_text(where: str, key: str, item: dict[str, object]) -> str | None:
+    value = item.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RosterError(f"{where}.{key}", "must be a string")
+    return value or None
+
+
+def _weekly(where: str, team_id: str, item: object) -> WeeklyShift:
+    if not isinstance(item, dict) or set(item) != {"staff", "weekday", "start", "minutes"}:
+        raise RosterError(where, "must be an object with staff, weekday (0-6), start (HH:MM) and minutes")
+    staff, weekday, start, minutes = item["staff"], item["weekday"], item["start"], item["minutes"]
+    if not isinstance(staff, str):
+        raise RosterError(f"{where}.staff", "must be a staff ref")
+    if type(weekday) is not int:
+        raise RosterError(f"{where}.weekday", "must be 0 (Monday) to 6 (Sunday)")
+    if not isinstance(start, str) or not _HHMM.fullmatch(start):
+        raise RosterError(f"{where}.start", "must be a wall-clock time HH:MM")
+    if type(minutes) is not int:
+        raise RosterError(f"{where}.minutes", "must be whole minutes")
+    try:
+        hour, minute = (int(part) for part in start.split(":"))
+        return WeeklyShift(team_id, staff, staff, weekday, time(hour, minute), timedelta(minutes=minutes))
+    except RosterError as error:
+        field = {"contact_ref": "staff", "person": "staff", "duration": "minutes"}.get(
+            error.field, error.field
+        )
+        raise RosterError(f"{where}.{field}", error.reason) from None

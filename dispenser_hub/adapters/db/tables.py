@@ -41,6 +41,7 @@ from dispenser_hub.adapters.db._columns import (
 from dispenser_hub.adapters.db._deadline_tables import DeadlineRow, LeaseRow
 from dispenser_hub.adapters.db._dose_tables import DoseRow, NotificationRow
 from dispenser_hub.adapters.db._dosett_tables import DosettPlanRow, OpenedPotRow, SupplyRow, TrayFillRow
+from dispenser_hub.adapters.db._escalation_tables import PatientPolicyRow, TeamRosterRow
 from dispenser_hub.adapters.db._roll_tables import DispensedPouchRow, RollLoadRow, RollManifestRow
 from dispenser_hub.adapters.db._schedule_tables import DeviceScheduleRow, DoseSettingsRow, PauseRow
 
@@ -66,12 +67,14 @@ __all__ = [
     "LeaseRow",
     "NotificationRow",
     "OpenedPotRow",
+    "PatientPolicyRow",
     "PatientRow",
     "PauseRow",
     "RollLoadRow",
     "RollManifestRow",
     "SupplyRow",
     "TableBase",
+    "TeamRosterRow",
     "TrayFillRow",
     "UtcDateTime",
     "metadata",

@@ -35,6 +35,7 @@ from dispenser_hub.adapters.db._devices import (
 )
 from dispenser_hub.adapters.db._doses import SqlDoseRepository, SqlNotificationRepository
 from dispenser_hub.adapters.db._dosett import SqlDosettRepository, SqlSupplyRepository
+from dispenser_hub.adapters.db._escalation import SqlEscalationSetupRepository
 from dispenser_hub.adapters.db._people import (
     SqlCareTeamRepository,
     SqlContactRepository,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         DoseRepository,
         DosettRepository,
         EnrollmentCodeRepository,
+        EscalationSetupRepository,
         EventRepository,
         FieldProtector,
         LeaseRepository,
@@ -97,6 +99,7 @@ class SqlUnitOfWork:
         self.leases: LeaseRepository = SqlLeaseRepository(session, protector)
         self.doses: DoseRepository = SqlDoseRepository(session, protector)
         self.notifications: NotificationRepository = SqlNotificationRepository(session, protector)
+        self.escalation: EscalationSetupRepository = SqlEscalationSetupRepository(session, protector)
         self.audit: AuditRepository = SqlAuditRepository(session, protector)
 
     def commit(self) -> None:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
         Patient,
         PauseRecord,
         PlanRecord,
+        PolicyRecord,
+        RosterRecord,
         SupplyRecord,
     )
     from dispenser_hub.domain.pouches import RollManifest
@@ -158,6 +160,10 @@ class Tables:
     notifications: Table[int, Notification] = field(default_factory=Table)
     notification_keys: Table[str, int] = field(default_factory=Table)
     """notification key -> id of the notification with that key (unique)."""
+    rosters: Table[int, RosterRecord] = field(default_factory=Table)
+    """team id -> the team's on-call roster."""
+    policies: Table[int, PolicyRecord] = field(default_factory=Table)
+    """patient id -> the patient's own escalation policy."""
     last_ids: Table[str, int] = field(default_factory=Table)
     """Last id handed out per table name (ids start at 1 and are never reused)."""
 

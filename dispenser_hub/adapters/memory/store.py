@@ -30,6 +30,7 @@ from dispenser_hub.adapters.memory._activity import (
 from dispenser_hub.adapters.memory._deadlines import MemoryDeadlineRepository, MemoryLeaseRepository
 from dispenser_hub.adapters.memory._doses import MemoryDoseRepository, MemoryNotificationRepository
 from dispenser_hub.adapters.memory._dosett import MemoryDosettRepository, MemorySupplyRepository
+from dispenser_hub.adapters.memory._escalation import MemoryEscalationSetupRepository
 from dispenser_hub.adapters.memory._registry import (
     MemoryBindingRepository,
     MemoryCareTeamRepository,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
         DoseRepository,
         DosettRepository,
         EnrollmentCodeRepository,
+        EscalationSetupRepository,
         EventRepository,
         LeaseRepository,
         NotificationRepository,
@@ -123,6 +125,7 @@ class MemoryUnitOfWork:
         self.leases: LeaseRepository = MemoryLeaseRepository(self._tx)
         self.doses: DoseRepository = MemoryDoseRepository(self._tx)
         self.notifications: NotificationRepository = MemoryNotificationRepository(self._tx)
+        self.escalation: EscalationSetupRepository = MemoryEscalationSetupRepository(self._tx)
         self.audit: AuditRepository = MemoryAuditRepository(self._tx)
 
     def commit(self) -> None:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispenser_hub.domain.escalation import (
+    DEFAULT_POLICIES,
     DOSE_MISSED,
     DOSE_NOT_TAKEN,
     EscalationError,
@@ -27,6 +28,8 @@ from dispenser_hub.domain.escalation import (
     next_due,
     on_acknowledged,
     plan_steps,
+    policy_document,
+    policy_from_document,
     recipients_needed,
     time_to_acknowledge,
     validate_for_patient,
@@ -400,3 +403,44 @@ def test_plans_are_ordered_unique_never_early_and_urgent_never_moved_by_quiet_ho
         repeats = [p for p in planned if p.index == index]
         assert [p.at for p in repeats] == sorted(p.at for p in repeats)
         assert [p.repeat for p in repeats] == list(range(len(repeats)))
+
+
+def test_a_policy_document_round_trips() -> None:
+    policy = Policy(
+        "own",
+        (
+            Step(timedelta(minutes=20), Target.RELATIVE),
+            Step(timedelta(minutes=45), Target.NAMED_PERSON, person="nurse-1"),
+            Step(
+                timedelta(minutes=70),
+                Target.RESPONSE_CENTRE,
+                repeat_every=timedelta(minutes=15),
+                repeat_max=2,
+            ),
+        ),
+    )
+    assert policy_from_document(policy_document(policy)) == policy
+    for default in DEFAULT_POLICIES.values():
+        assert policy_from_document(policy_document(default)) == default
+
+
+@pytest.mark.parametrize(
+    ("steps", "field"),
+    [
+        ([], "steps"),
+        ([{"after_minutes": 10, "target": "neighbour"}], "steps[0].target"),
+        ([{"after_minutes": -1, "target": "relative"}], "steps[0].after_minutes"),
+        ([{"after_minutes": "10", "target": "relative"}], "steps[0].after_minutes"),
+        ([{"after_minutes": 10, "target": "named_person"}], "steps[0].person"),
+        ([{"after_minutes": 10, "target": "relative", "repeats": 2}], "steps[0].repeat_every_minutes"),
+        ([{"after_minutes": 10, "target": "relative", "when": 1}], "steps[0]"),
+        (
+            [{"after_minutes": 30, "target": "relative"}, {"after_minutes": 20, "target": "response_centre"}],
+            "steps[1].after",
+        ),
+    ],
+)
+def test_a_bad_policy_document_names_the_field_to_fix(steps: list[object], field: str) -> None:
+    with pytest.raises(EscalationError) as caught:
+        policy_from_document({"name": "own", "steps": steps})
+    assert caught.value.field == field

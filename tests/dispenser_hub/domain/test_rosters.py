@@ -17,6 +17,8 @@ from dispenser_hub.domain.rosters import (
     expand,
     gaps,
     on_duty,
+    roster_document,
+    roster_from_document,
 )
 from dispenser_hub.domain.wallclock import OSLO, oslo_instant
 
@@ -276,3 +278,54 @@ def test_expanded_shifts_never_overlap_and_last_their_wall_clock_duration(
             assert one.end - one.start == duration + offsets[0] - offsets[1]
             if offsets[0] == offsets[1]:
                 assert one.end - one.start == duration
+
+
+# -- team rosters: staff, rota documents, who is on call ---------------------------------------------------
+
+ROSTER_DOC: dict[str, object] = {
+    "staff": [
+        {"ref": "nurse-1", "name": "Åse", "phone": "+47 912 34 567"},
+        {"ref": "nurse-2", "name": "Per", "email": "per@kommune.no"},
+    ],
+    "rota": [{"staff": "nurse-1", "weekday": day, "start": "22:00", "minutes": 540} for day in range(7)]
+    + [{"staff": "nurse-2", "weekday": day, "start": "07:00", "minutes": 900} for day in range(5)],
+}
+
+
+def test_a_roster_document_round_trips_and_names_who_is_on_call() -> None:
+    roster = roster_from_document("7", ROSTER_DOC)
+    assert roster_from_document("7", roster_document(roster)) == roster
+    # Sunday 2026-10-25 02:30 (the repeated hour): the night nurse of Saturday night.
+    assert [m.ref for m in roster.on_call(datetime(2026, 10, 25, 1, 30, tzinfo=UTC))] == ["nurse-1"]
+    # Monday 12:00 Oslo: the day nurse; Saturday 12:00: nobody (a gap).
+    assert [m.ref for m in roster.on_call(datetime(2026, 11, 23, 11, 0, tzinfo=UTC))] == ["nurse-2"]
+    assert roster.on_call(datetime(2026, 11, 28, 11, 0, tzinfo=UTC)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"staff": [{"ref": "n", "name": "N"}]}, "staff[0].phone"),
+        ({"staff": [{"ref": "n", "name": "N", "phone": "ring me"}]}, "staff[0].phone"),
+        ({"staff": [{"ref": "n", "name": "N", "email": "not-an-address"}]}, "staff[0].email"),
+        ({"staff": [{"ref": "n", "name": "N", "phone": "+4791234567", "age": 3}]}, "staff[0]"),
+        ({"rota": [{"staff": "ghost", "weekday": 0, "start": "07:00", "minutes": 60}]}, "rota[0].staff"),
+        ({"rota": [{"staff": "nurse-1", "weekday": 7, "start": "07:00", "minutes": 60}]}, "rota[0].weekday"),
+        ({"rota": [{"staff": "nurse-1", "weekday": 0, "start": "7", "minutes": 60}]}, "rota[0].start"),
+        ({"rota": [{"staff": "nurse-1", "weekday": 0, "start": "07:00", "minutes": 0}]}, "rota[0].minutes"),
+        (
+            {
+                "rota": [
+                    {"staff": "nurse-1", "weekday": 0, "start": "07:00", "minutes": 600},
+                    {"staff": "nurse-1", "weekday": 0, "start": "12:00", "minutes": 60},
+                ]
+            },
+            "shifts[1].start",
+        ),
+        ({"extra": []}, "roster"),
+    ],
+)
+def test_a_bad_roster_document_names_the_field_to_fix(change: dict[str, object], field: str) -> None:
+    with pytest.raises(RosterError) as caught:
+        roster_from_document("7", ROSTER_DOC | change)
+    assert caught.value.field == field
