@@ -101,7 +101,12 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name, value in settings_summary(settings).items():
         logging.getLogger("dispenser_hub").info("setting %s = %s", name, value)
-    runtime = HubRuntime(settings)
+    clock = None
+    if args.clock is not None:
+        from dispenser_hub.adapters.clock import SimulatedClock  # noqa: PLC0415 - only with --clock
+
+        clock = SimulatedClock.from_spec(args.clock)
+    runtime = HubRuntime(settings, clock=clock)
     sys.stderr.write(f"dispenser-hub: API on {runtime.api_url}, broker {settings.broker_address.url}\n")
     runtime.run_forever()
     return 0
@@ -435,7 +440,15 @@ def _add_pki_commands(subparsers: Subparsers) -> None:
 
 def add_admin_commands(subparsers: Subparsers) -> None:
     """Register serve, migrate, pki, secrets, team, patient, device, roll, bind and unbind."""
-    _command(subparsers, "serve", _serve, "run the hub: MQTT ingest, timers and the HTTP API (/api/v1)")
+    serve = _command(
+        subparsers, "serve", _serve, "run the hub: MQTT ingest, timers and the HTTP API (/api/v1)"
+    )
+    serve.add_argument(
+        "--clock",
+        metavar="SPEC",
+        help="follow a simulated fleet's clock (dispenser-sim's SIM_MS@REAL_MSxSPEED), for development "
+        "and tests: a restarted hub continues on the same simulated timeline (default: the system clock)",
+    )
     migrate = _command(subparsers, "migrate", _migrate, "upgrade the database schema (Alembic)")
     migrate.add_argument("--revision", default="head", help="target revision (default: %(default)s)")
 

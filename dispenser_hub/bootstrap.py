@@ -203,7 +203,11 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     sweep = ScheduleSweep(uow_factory, clock, schedules)
     refill = SupplySweep(uow_factory, clock, schedules.supply)
     holder = f"{settings.mqtt_client_id}:{socket.gethostname()}:{os.getpid()}"
-    escalations = Escalations(notice_secret(settings))  # the SMS replies' check uses the same secret
+    escalations = Escalations(  # the SMS replies' and links' checks use the same secret
+        notice_secret(settings),
+        link_base=settings.link_base,
+        centre_webhook=settings.response_centre_webhook_url,
+    )
     handlers = {
         CLOSE: schedules.doses.on_close,
         PLAN_ESCALATION: escalations.on_plan,
@@ -211,7 +215,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     }
     timer = DeadlineTimer(uow_factory, clock, handlers, holder=holder)
     channels = channels_from_settings(settings, clock=clock)
-    notifications = NotificationSender(uow_factory, clock, channels)
+    notifications = NotificationSender(uow_factory, clock, channels, move_on=escalations.move_on)
     return Hub(
         settings,
         engine,

@@ -139,6 +139,16 @@ class Settings(BaseSettings):
         None,
         description=f"The webhooks' HMAC secret (at least {MIN_SECRET} bytes); unset: no webhooks.",
     )
+    response_centre_webhook_url: str | None = Field(
+        None,
+        description="The response centre's alarm system: escalation steps to the centre are also posted "
+        "there as signed webhooks (needs the webhook secret); unset: the console only.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The hub's address as people reach it (https://hub.kommune.no): acknowledgement links "
+        "in e-mails and webhooks start with it; unset: http://<http host>:<http port>.",
+    )
 
     @classmethod
     def load(cls, settings_file: str | Path | None = None) -> Self:
@@ -235,6 +245,21 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s)://host/... URL")
         return value
 
+    @field_validator("response_centre_webhook_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be an http(s)://host/... URL without ? or #")
+        return value.rstrip("/")
+
+    @property
+    def link_base(self) -> str:
+        """Where acknowledgement links point: ``public_url``, else the console's own address."""
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
     @field_validator("sms_sender")
     @classmethod
     def _sms_sender(cls, value: str) -> str:
@@ -291,6 +316,9 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         if self.smtp_host is not None and self.smtp_sender is None:
             raise ValueError(f"{env_name('smtp_host')} is set without {env_name('smtp_sender')}")
+        if self.response_centre_webhook_url is not None and self.webhook_secret is None:
+            msg = f"{env_name('response_centre_webhook_url')} is set without {env_name('webhook_secret')}"
+            raise ValueError(msg)
 
     @property
     def broker_address(self) -> BrokerAddress:

@@ -261,6 +261,8 @@ class SubjectKind(enum.StrEnum):
     DEVICE = "device"
     PATIENT = "patient"
     DOSE = "dose"
+    CHANNEL = "channel"
+    """A notification channel (SMS gateway, SMTP, webhooks) that keeps failing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,10 @@ _NONCE: Final = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _B64: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 _NATIONAL_ID_SHAPE: Final = re.compile(r"[0-9]{11}")
 _REPLY_WORDS: Final = frozenset({"OK", "KVITTER", "KVITTERT", "ACK"})
-_URL: Final = re.compile(r"^https://[!-~]{1,2040}$")
+_URL: Final = re.compile(
+    r"^(https://[!-~]{1,2040}|http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?/[!-~]{0,2000})$"
+)
+"""An acknowledgement link: https, or plain http to this machine (development and the demo)."""
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _TOKEN_PURPOSE: Final = b"dispenser-hub ack-token v1\x00"
 _CODE_PURPOSE: Final = b"dispenser-hub reply-code v1\x00"
@@ -230,7 +233,10 @@ def render_email(
         kind, vkp_code, severity, device_ref=device_ref, ack_code=ack_code, language=language
     )
     if ack_url is not None and not _URL.fullmatch(ack_url):
-        raise NoticeError("ack_url", "must be an https:// URL without spaces, at most 2048 characters")
+        raise NoticeError(
+            "ack_url",
+            "must be an https:// URL (http only to localhost) without spaces, at most 2048 characters",
+        )
     words = _EMAIL[language]
     how = f"{words[5]} OK {ack_code}" + (f"{words[6]}{ack_url}" if ack_url else ".")
     subject = f"[{level}] {what} - dispenser {device}"
@@ -392,3 +398,12 @@ def verify_webhook(
         raise WebhookError("bad_signature")
     if abs(now - (EPOCH + timedelta(seconds=timestamp))) > tolerance:
         raise WebhookError("stale")
+
+
+def describe(kind: str, vkp_code: str | None, severity: int, *, language: Language = "nb") -> str:
+    """The severity and the VKP code with its meaning (else the kind), for pages: no patient data."""
+    if language not in _SEVERITY:
+        raise NoticeError("language", f"must be 'nb' or 'en', not {language!r}")
+    level = _SEVERITY[language][severity] if 0 <= severity < len(_SEVERITY[language]) else str(severity)
+    phrase = _PHRASES[language].get(vkp_code or "")
+    return f"{level} {vkp_code} {phrase}" if phrase is not None else f"{level} {kind}"

@@ -11,22 +11,26 @@ Rules (the policies and the step plan are ``domain.escalation``; texts and codes
   snapshot, so editing a policy later changes no alarm in flight. A patient's pauses (hospital, travel)
   are silences for the patient's alarms; non-urgent steps move out of quiet hours (22:00-07:00).
 - **A step, when due** (``on_step``): nothing if the alarm is no longer active (acknowledged or resolved:
-  acknowledgement stops the chain). Otherwise one notification per recipient, keyed by the step and the
-  recipient, so no step ever notifies anyone twice: the relative by SMS (the first contact with a phone,
-  by priority), the response centre and the home-care team in the console. A step that cannot reach its
-  target (no relative with a phone) goes to the response centre instead, saying so.
+  acknowledgement stops the chain). Otherwise one notification per recipient (``routing.recipients``: the
+  relative, the response centre, the person on call, a named person), keyed by the step and the recipient,
+  so no step ever notifies anyone twice.
+- **Texts** carry no patient data: the alarm kind, its VKP code, the dispenser id and how to acknowledge.
+  An SMS carries a reply code (``notices.render_sms``; the reply must come from the number it went to); an
+  e-mail the reply code and a one-time link (``notices.render_email``, ``ack_link``), a webhook a JSON body
+  with the link; the console shows the SMS text and why it went to the console, if it was rerouted.
+- **Per-patient policy**: a patient's own policy (``uow.escalation.policy``) replaces the default of their
+  responsibility level; device faults follow their kind (``device_fault_policy``).
 - **Acknowledged** (``on_acknowledged``): the notifications not sent yet are cancelled, and the pending
   steps' deadlines too.
-- SMS texts carry no patient data: the alarm kind, its VKP code, the dispenser id and a reply code that
-  acknowledges the alarm (``notices.render_sms``).
-
-Known limits, in the closing note: rosters are not stored yet, so "home care on call" reaches the team in
-the console rather than the person on duty; named persons likewise.
+- **Moving on** (``move_on``): when a notification of a step cannot be delivered (its channel keeps
+  failing), the alarm's next pending step is brought forward to now, so the chain does not wait on a dead
+  channel; if there is no later step, the response centre's console gets the step instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
@@ -46,8 +50,16 @@ from dispenser_hub.domain.model import (
     NotificationStatus,
     SubjectKind,
 )
-from dispenser_hub.domain.notices import render_sms, reply_code
+from dispenser_hub.domain.notices import issue_token, new_nonce, render_email, render_sms, reply_code
 from dispenser_hub.domain.supply import QuietHours
+from dispenser_hub.services.routing import (
+    CONSOLE,
+    EMAIL,
+    RESPONSE_CENTRE,
+    SMS,
+    Recipient,
+    recipients,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -58,18 +70,34 @@ if TYPE_CHECKING:
 
 STEP: Final = "escalation.step"
 """Deadline kind of an escalation step."""
-RESPONSE_CENTRE: Final = "response-centre"
-"""The console address of the response centre's operators."""
 SILENCE_LOOKBACK: Final = timedelta(days=1)
+LINK_VALID: Final = timedelta(days=7)
+"""How long an acknowledgement link works (an alarm open longer is acknowledged in the console)."""
+ACK_PATH: Final = "/ack/"
+NO_DEVICE: Final = "n/a"
 
 
 class Escalations:
     """Plans alarms' escalation and carries out its steps (see the module rules)."""
 
-    def __init__(self, secret: bytes, *, quiet: QuietHours | None = None) -> None:
-        """``secret`` signs reply codes (at least 16 bytes); ``quiet``: the quiet hours (22:00-07:00)."""
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        quiet: QuietHours | None = None,
+        link_base: str = "http://127.0.0.1:8000",
+        centre_webhook: str | None = None,
+    ) -> None:
+        """Plan and notify with these settings.
+
+        Args: ``secret`` signs reply codes and links (at least 16 bytes); ``quiet``: the quiet hours
+        (22:00-07:00); ``link_base``: the hub's address for links; ``centre_webhook``: the response centre's
+        alarm system (``Settings.response_centre_webhook_url``).
+        """
         self._secret = secret
         self._quiet = quiet or QuietHours()
+        self._link_base = link_base.rstrip("/")
+        self._centre_webhook = centre_webhook
 
     def on_plan(self, uow: UnitOfWork, deadline: Deadline, now: datetime) -> None:
         """The ``escalation.plan`` deadline handler: plan the alarm if it is still active."""
@@ -117,7 +145,8 @@ class Escalations:
             for record in uow.schedules.pauses(alarm.patient_id, ending_after=now - SILENCE_LOOKBACK)
             if (pause := record.effective()) is not None
         ]
-        return default_policy(patient.responsibility), silences
+        own = uow.escalation.policy(alarm.patient_id)
+        return (own.policy if own is not None else default_policy(patient.responsibility)), silences
 
     def on_step(self, uow: UnitOfWork, deadline: Deadline, now: datetime) -> None:
         """The ``escalation.step`` deadline handler (see the module rules)."""
@@ -125,47 +154,100 @@ class Escalations:
         if alarm is None or alarm.status is not AlarmStatus.ACTIVE or alarm.id is None:
             return  # acknowledged or resolved: the chain stops
         target = Target(str(deadline.payload["target"]))
-        code = reply_code(self._secret, alarm.id, deadline.key)
-        sms = render_sms(
-            alarm.kind, alarm.vkp_code, alarm.severity, device_ref=alarm.device_id or "-", ack_code=code
+        person = deadline.payload.get("person")
+        found = recipients(
+            uow,
+            alarm,
+            target,
+            person=str(person) if person else None,
+            at=now,
+            centre_webhook=self._centre_webhook,
         )
-        for channel, address, recipient, note in self._recipients(uow, alarm, target, deadline):
-            uow.notifications.add(
-                Notification(
-                    key=f"{deadline.key}:{recipient}",
-                    channel=channel,
-                    address=address,
-                    recipient=recipient,
-                    subject=f"{alarm.kind} {alarm.vkp_code or ''}".strip(),
-                    text=sms if channel == "sms" else f"{sms}{note}",
-                    created_at=now,
-                    next_attempt_at=now,
-                    alarm_id=alarm.id,
-                    step_key=deadline.key,
-                )
-            )
+        for recipient in found:
+            self._notify(uow, alarm, deadline.key, recipient, now)
 
-    @staticmethod
-    def _recipients(
-        uow: UnitOfWork, alarm: Alarm, target: Target, deadline: Deadline
-    ) -> list[tuple[str, str, str, str]]:
-        """(channel, address, recipient, note) for ``target``; the response centre when none is reachable."""
-        if target is Target.RELATIVE and alarm.patient_id is not None:
-            contacts = [c for c in uow.contacts.for_patient(alarm.patient_id) if c.phone]
-            if contacts and contacts[0].phone is not None and contacts[0].id is not None:
-                return [("sms", contacts[0].phone, f"contact:{contacts[0].id}", "")]
-            note = " (no relative with a phone to notify)"
-            return [("console", RESPONSE_CENTRE, RESPONSE_CENTRE, note)]
-        if target is Target.HOME_CARE_ON_CALL and alarm.patient_id is not None:
-            patient = uow.patients.get(alarm.patient_id)
-            if patient is not None and patient.team_id is not None:
-                team = f"team:{patient.team_id}"
-                return [("console", team, team, "")]
-            return [("console", RESPONSE_CENTRE, RESPONSE_CENTRE, " (the patient has no home-care team)")]
-        if target is Target.NAMED_PERSON and deadline.payload.get("person"):
-            person = f"person:{deadline.payload['person']}"
-            return [("console", person, person, "")]
-        return [("console", RESPONSE_CENTRE, RESPONSE_CENTRE, "")]
+    def _notify(
+        self, uow: UnitOfWork, alarm: Alarm, step_key: str, recipient: Recipient, now: datetime
+    ) -> None:
+        subject, text = self.message(alarm, step_key, recipient, now)
+        uow.notifications.add(
+            Notification(
+                key=f"{step_key}:{recipient.recipient}:{recipient.channel}",
+                channel=recipient.channel,
+                address=recipient.address,
+                recipient=recipient.recipient,
+                subject=subject,
+                text=text,
+                created_at=now,
+                next_attempt_at=now,
+                alarm_id=alarm.id,
+                step_key=step_key,
+            )
+        )
+
+    def message(self, alarm: Alarm, step_key: str, recipient: Recipient, now: datetime) -> tuple[str, str]:
+        """(subject, text) of one notification (see the module rules on texts)."""
+        if alarm.id is None:  # pragma: no cover - stored alarms have ids
+            msg = "an alarm must be stored before it is notified"
+            raise ValueError(msg)
+        code = reply_code(self._secret, alarm.id, step_key)
+        device = alarm.device_id or NO_DEVICE
+        sms = render_sms(alarm.kind, alarm.vkp_code, alarm.severity, device_ref=device, ack_code=code)
+        subject = f"{alarm.kind} {alarm.vkp_code or ''}".strip()
+        if recipient.channel == SMS:
+            return subject, sms
+        if recipient.channel == CONSOLE:
+            return subject, f"{sms}{recipient.note}"
+        link = self.ack_link(alarm.id, step_key, recipient.recipient, now)
+        if recipient.channel == EMAIL:
+            return render_email(
+                alarm.kind, alarm.vkp_code, alarm.severity, device_ref=device, ack_code=code, ack_url=link
+            )
+        body = {
+            "alarm_id": alarm.id,
+            "kind": alarm.kind,
+            "vkp_code": alarm.vkp_code,
+            "severity": alarm.severity,
+            "device_id": alarm.device_id,
+            "raised_at": alarm.raised_at.isoformat(),
+            "step": step_key,
+            "ack_url": link,
+            "ack_code": code,
+        }
+        return subject, json.dumps(body, sort_keys=True)
+
+    def ack_link(self, alarm_id: int, step_key: str, recipient: str, now: datetime) -> str:
+        """A one-time link that acknowledges the alarm as ``recipient`` (``web.routes.ack`` checks it)."""
+        token = issue_token(
+            self._secret,
+            alarm_id=alarm_id,
+            step_key=step_key,
+            recipient_ref=recipient,
+            expires_at=now + LINK_VALID,
+            nonce=new_nonce(),
+        )
+        return f"{self._link_base}{ACK_PATH}{token}"
+
+    def move_on(self, uow: UnitOfWork, alarm_id: int, failed: Notification, now: datetime) -> bool:
+        """Bring the alarm's next pending step forward to ``now``; without one, tell the response centre.
+
+        Returns whether a later step was brought forward. Nothing happens for an alarm no longer active.
+        """
+        alarm = uow.alarms.get(alarm_id)
+        if alarm is None or alarm.status is not AlarmStatus.ACTIVE:
+            return False
+        steps = [
+            d for d in uow.deadlines.pending(kind=STEP, limit=1000) if d.payload.get("alarm_id") == alarm_id
+        ]
+        if steps:
+            uow.deadlines.update(dataclasses.replace(min(steps, key=lambda d: (d.due_at, d.key)), due_at=now))
+            return True
+        if failed.step_key is not None and failed.recipient != RESPONSE_CENTRE:
+            note = f" ({failed.channel} to {failed.recipient} failed: {failed.last_error or 'not delivered'})"
+            self._notify(
+                uow, alarm, failed.step_key, Recipient(CONSOLE, RESPONSE_CENTRE, RESPONSE_CENTRE, note), now
+            )
+        return False
 
     @staticmethod
     def on_acknowledged(uow: UnitOfWork, alarm: Alarm, now: datetime) -> int:

@@ -17,9 +17,8 @@ Rules:
   - no channel configured under the row's ``channel``: ``FAILED`` at once with ``last_error`` "channel
     <name> is not configured", without an attempt (a channel that is not there will not come by waiting).
 
-  A finished row (``SENT`` or ``FAILED``) keeps in ``next_attempt_at`` the time of its last attempt, so
-  ``failing_channels`` can tell recent failures. ``last_error`` and the logs hold only the channel's
-  ``detail``, never the text or the address.
+  A finished row (``SENT`` or ``FAILED``) keeps in ``next_attempt_at`` the time of its last attempt.
+  ``last_error`` and the logs hold only the channel's ``detail``, never the text or the address.
 - **Never twice, as far as the hub can tell**: ``due`` only gives ``PENDING`` rows (a database store locks
   them and skips rows another transaction holds), and a ``SENT`` row is never picked again. What the hub
   cannot promise: if it crashes (or the database fails) after a channel accepted a message but before the
@@ -30,8 +29,11 @@ Rules:
 - **The console channel** (``ConsoleChannel``, ``console``) has nothing to hand over: the operator console
   and the API show a console notification once it is ``SENT``, so "delivering" it is marking it sent, and
   it always succeeds.
-- ``failing_channels`` counts ``FAILED`` notifications per channel since a time, for an alarm on a channel
-  that keeps failing (a gateway down, a password changed).
+- **A channel that keeps failing** (a notification refused for good, or not accepted ``MOVE_ON_AFTER``
+  times): the channel's alarm (``channel_condition``: kind ``notify.channel_failing`` on the channel, for
+  operators in the console) is raised or counted, and the notification's escalation moves on
+  (``move_on``, ``Escalations.move_on``: the alarm's next step now, or the response centre), once per
+  notification. The next notification the channel accepts resolves the channel's alarm.
 """
 
 from __future__ import annotations
@@ -39,14 +41,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
-from dispenser_hub.domain.model import NotificationStatus
+from dispenser_hub.domain.alarms import Condition
+from dispenser_hub.domain.model import NotificationStatus, SubjectKind
+from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
 
     from dispenser_hub.domain.model import Notification
     from dispenser_hub.ports import Clock, NotificationChannel, UnitOfWork, UnitOfWorkFactory
@@ -54,9 +57,10 @@ if TYPE_CHECKING:
 FIRST_RETRY: Final = timedelta(seconds=30)
 MAX_RETRY: Final = timedelta(minutes=15)
 DEFAULT_MAX_ATTEMPTS: Final = 8
-FAILURE_LOOKBACK: Final = timedelta(days=1)
-"""How long before ``since`` ``failing_channels`` looks for alarms whose notifications may have failed."""
-_PAGE: Final = 500
+MOVE_ON_AFTER: Final = 2
+"""Attempts not accepted after which a notification's escalation moves on (it keeps being retried)."""
+CHANNEL_FAILING: Final = "notify.channel_failing"
+CONSOLE: Final = "console"
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,25 @@ def retry_delay(attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failed attempt: 30 s doubling, at most 15 min."""
     factor: int = 2 ** max(0, attempts - 1)
     return min(MAX_RETRY, FIRST_RETRY * factor)
+
+
+class MoveOn(Protocol):
+    """``Escalations.move_on``: the escalation of an alarm whose notification could not be delivered."""
+
+    def __call__(self, uow: UnitOfWork, alarm_id: int, failed: Notification, now: datetime) -> object:
+        """Move the alarm's escalation on, in ``uow``."""
+        ...
+
+
+def channel_condition(channel: str, detail: str) -> Condition:
+    """The alarm of a channel that keeps failing (yellow, for operators; ``detail``: the channel's error)."""
+    return Condition(
+        kind=CHANNEL_FAILING,
+        subject_kind=SubjectKind.CHANNEL,
+        subject_id=channel,
+        severity=2,
+        detail=f"notifications over {channel} are not delivered: {detail}"[:500],
+    )
 
 
 def not_configured(channel: str) -> str:
@@ -80,6 +103,8 @@ class NotificationSender:
         clock: The hub's time.
         channels: The configured channels by name (``adapters.notify.factory.channels_from_settings``).
         max_attempts: Attempts before a notification that keeps failing (``retry``) is ``FAILED``.
+        move_on: Called (in the round's transaction) with the alarm id of a notification that could not be
+            delivered (``Escalations.move_on``); ``None``: the escalation waits for its next step.
     """
 
     def __init__(
@@ -89,6 +114,7 @@ class NotificationSender:
         channels: Mapping[str, NotificationChannel],
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        move_on: MoveOn | None = None,
     ) -> None:
         if max_attempts < 1:
             msg = "max_attempts must be at least 1"
@@ -98,6 +124,9 @@ class NotificationSender:
         self._channels = dict(channels)
         self._max_attempts = max_attempts
         self._lock = threading.Lock()
+        self._move_on = move_on
+        self._healthy: set[str] = set()
+        """Channels that accepted a notification since the start, with no failure after it."""
 
     def send_due(self, limit: int = 200) -> int:
         """Send every due notification (at most ``limit``); returns how many channels accepted.
@@ -114,10 +143,28 @@ class NotificationSender:
             for notification in uow.notifications.due(now, limit=limit):
                 outcome = self._attempt(notification, now)
                 uow.notifications.update(outcome)
+                self._follow_up(uow, notification, outcome, now)
                 if outcome.status is NotificationStatus.SENT:
                     sent += 1
             uow.commit()
         return sent
+
+    def _follow_up(self, uow: UnitOfWork, before: Notification, after: Notification, now: datetime) -> None:
+        """The channel's alarm and the escalation after an attempt (see the module rules)."""
+        if after.status is NotificationStatus.SENT:
+            if after.channel not in self._healthy:  # also clears an alarm left from before a restart
+                end_alarm(
+                    uow, channel_condition(after.channel, "").dedup_key, "a notification went through", now
+                )
+                self._healthy.add(after.channel)
+            return
+        undeliverable = after.status is NotificationStatus.FAILED or after.attempts >= MOVE_ON_AFTER
+        if not undeliverable or before.attempts >= MOVE_ON_AFTER or after.channel == CONSOLE:
+            return  # still worth waiting for, or moved on already
+        self._healthy.discard(after.channel)
+        raise_alarm(uow, channel_condition(after.channel, after.last_error or "not delivered"), now)
+        if after.alarm_id is not None and self._move_on is not None:
+            self._move_on(uow, after.alarm_id, after, now)
 
     def _attempt(self, notification: Notification, now: datetime) -> Notification:
         """The row after one attempt (see the module rules)."""
@@ -170,37 +217,3 @@ class NotificationSender:
             next_attempt_at=now,
             last_error=delivery.detail,
         )
-
-
-def failing_channels(uow: UnitOfWork, since: datetime) -> dict[str, int]:
-    """How many notifications ``FAILED`` at or after ``since``, per channel (channels without any absent).
-
-    The failure time is the row's last attempt (``next_attempt_at`` of a finished row). The outbox port has
-    no query by status, so this reads the notifications of the alarms that can have them: every open alarm,
-    and every alarm raised (again) since ``since - FAILURE_LOOKBACK``. Notifications without an alarm are
-    not counted.
-    """
-    since = since.astimezone(UTC)
-    counts: Counter[str] = Counter()
-    for alarm_id in _alarms_with_recent_notifications(uow, since - FAILURE_LOOKBACK):
-        for notification in uow.notifications.for_alarm(alarm_id):
-            if notification.status is NotificationStatus.FAILED and notification.next_attempt_at >= since:
-                counts[notification.channel] += 1
-    return dict(counts)
-
-
-def _alarms_with_recent_notifications(uow: UnitOfWork, raised_after: datetime) -> Iterator[int]:
-    seen: set[int] = set()
-    for open_only in (True, False):
-        offset = 0
-        while True:
-            page = uow.alarms.select(open_only=open_only, offset=offset, limit=_PAGE)
-            for alarm in page:
-                recent = open_only or alarm.last_raised_at >= raised_after
-                if recent and alarm.id is not None and alarm.id not in seen:
-                    seen.add(alarm.id)
-                    yield alarm.id
-            offset += len(page)
-            # ``select`` is newest first by ``last_raised_at``: past ``raised_after``, the rest are older
-            if len(page) < _PAGE or (not open_only and page[-1].last_raised_at < raised_after):
-                break

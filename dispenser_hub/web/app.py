@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from dispenser_hub.web.errors import install_error_handlers
 from dispenser_hub.web.routes import (
+    ack,
     alarms,
     bindings,
     commands,
@@ -106,6 +107,7 @@ def create_app(api: ApiContext) -> FastAPI:
         records.audit,
     ):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(ack.router)  # people's one-time links: /ack/<token>, outside the API
     app.add_middleware(NoStore)
     return app
 

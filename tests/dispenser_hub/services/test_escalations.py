@@ -12,7 +12,8 @@ from dispenser_hub.domain.pouches import to_ms
 from dispenser_hub.services.alarm_records import PLAN_ESCALATION
 from dispenser_hub.services.deadlines import DeadlineTimer
 from dispenser_hub.services.doses import CLOSE
-from dispenser_hub.services.escalations import RESPONSE_CENTRE, STEP, Escalations
+from dispenser_hub.services.escalations import STEP, Escalations
+from dispenser_hub.services.routing import RESPONSE_CENTRE
 from dispenser_hub.services.schedules import ScheduleService
 from firmware_protocol.messages import DoseTaken
 from tests.dispenser_hub.services.test_rolls import D1, HOUR, NID_A, Rig, make_manifest

@@ -11,10 +11,9 @@ from dispenser_hub.adapters.clock import ManualClock
 from dispenser_hub.adapters.memory import MemoryStore
 from dispenser_hub.adapters.notify.console import ConsoleChannel
 from dispenser_hub.adapters.notify.sms import HttpSmsGateway
-from dispenser_hub.domain.model import Alarm, Notification, NotificationStatus, SubjectKind
+from dispenser_hub.domain.model import Notification, NotificationStatus
 from dispenser_hub.services.notifications import (
     NotificationSender,
-    failing_channels,
     retry_delay,
 )
 from tests.support.receivers import HttpReceiver
@@ -67,9 +66,10 @@ def stored(store: MemoryStore, key: str) -> Notification:
 
 
 def sender(
-    store: MemoryStore, clock: ManualClock, gateway: HttpSmsGateway, **kwargs: int
+    store: MemoryStore, clock: ManualClock, gateway: HttpSmsGateway, *, max_attempts: int = 8
 ) -> NotificationSender:
-    return NotificationSender(store, clock, {"sms": gateway, "console": ConsoleChannel()}, **kwargs)
+    channels = {"sms": gateway, "console": ConsoleChannel()}
+    return NotificationSender(store, clock, channels, max_attempts=max_attempts)
 
 
 def test_backoff_doubles_from_30_seconds_up_to_15_minutes() -> None:
@@ -178,31 +178,3 @@ def test_only_due_notifications_and_at_most_limit(receiver: HttpReceiver, gatewa
     assert dispatcher.send_due(limit=1) == 1
     assert dispatcher.send_due(limit=1) == 1
     assert sorted(request.headers["idempotency-key"] for request in receiver.requests) == ["a", "b"]
-
-
-def test_failing_channels_counts_failures_since(receiver: HttpReceiver, gateway: HttpSmsGateway) -> None:
-    store, clock = MemoryStore(), ManualClock(T0)
-    with store() as uow:
-        alarm = uow.alarms.add(
-            Alarm(
-                kind="fault.jam",
-                subject_kind=SubjectKind.DEVICE,
-                subject_id="D-17",
-                vkp_code=None,
-                severity=3,
-                raised_at=T0,
-                last_raised_at=T0,
-                detail="jam",
-            )
-        )
-        uow.commit()
-    assert alarm.id is not None
-    add(store, "sms-1", alarm_id=alarm.id)
-    add(store, "sms-2", alarm_id=alarm.id)
-    add(store, "mail-1", channel="email", address="a@example.org", alarm_id=alarm.id)
-    add(store, "console-1", channel="console", address="operator", alarm_id=alarm.id)
-    receiver.responder = lambda _request: 400
-    sender(store, clock, gateway).send_due()
-    with store() as uow:
-        assert failing_channels(uow, T0) == {"sms": 2, "email": 1}
-        assert failing_channels(uow, T0 + timedelta(seconds=1)) == {}
