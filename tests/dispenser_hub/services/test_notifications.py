@@ -21,6 +21,8 @@ from tests.support.receivers import HttpReceiver
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from dispenser_hub.ports import NotificationChannel
+
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)
 NUMBER = "+4799999999"
 
@@ -68,7 +70,7 @@ def stored(store: MemoryStore, key: str) -> Notification:
 def sender(
     store: MemoryStore, clock: ManualClock, gateway: HttpSmsGateway, *, max_attempts: int = 8
 ) -> NotificationSender:
-    channels = {"sms": gateway, "console": ConsoleChannel()}
+    channels: dict[str, NotificationChannel] = {"sms": gateway, "console": ConsoleChannel()}
     return NotificationSender(store, clock, channels, max_attempts=max_attempts)
 
 
