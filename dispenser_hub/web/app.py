@@ -21,6 +21,7 @@ from dispenser_hub.web.routes import (
     commands,
     devices,
     dosett,
+    escalation,
     health,
     manifests,
     notifications,
@@ -70,6 +71,7 @@ TAGS = [
     },
     {"name": "roll manifests", "description": "Pharmacy roll manifests: import JSON or CSV files, read one."},
     {"name": "dead letters", "description": "Device messages the hub refused, with the reason."},
+    {"name": "escalation", "description": "On-call rosters, patients' escalation policies, skipped doses."},
     {"name": "audit", "description": "Who did what to which record."},
 ]
 
@@ -100,6 +102,7 @@ def create_app(api: ApiContext) -> FastAPI:
         supply.router,
         commands.router,
         alarms.router,
+        escalation.router,
         notifications.router,
         notifications.gateway,
         manifests.router,

@@ -40,7 +40,7 @@ def _protected_routes(hub: Hub) -> list[tuple[str, str]]:
 
 def test_every_route_but_health_needs_a_token(hub: Hub) -> None:
     routes = _protected_routes(hub)
-    assert len(routes) == 43
+    assert len(routes) == 49
     for method, path in routes:
         response = hub.client.request(method, path, headers={"Authorization": ""}, json={})
         error = error_of(response, 401)

@@ -37,7 +37,7 @@ def test_the_document_describes_the_api(hub: Hub) -> None:
 
 def test_every_operation_has_a_summary_description_tag_and_response_model(hub: Hub) -> None:
     operations = _operations(hub.app.openapi())
-    assert len(operations) == 44
+    assert len(operations) == 50
     operation_ids = [operation["operationId"] for _, _, operation in operations]
     assert len(set(operation_ids)) == len(operations)
     assert "register_device" in operation_ids
