@@ -18,6 +18,7 @@ Ctrl-C stops everything in reverse order.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import signal
 import socket
@@ -39,9 +40,11 @@ from firmware_protocol.broker import BrokerAddress
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
     from dispenser_hub.cli import Subparsers
     from dispenser_hub.demo_fleet import DemoFleet
+    from dispenser_hub.demo_outbox import DemoOutbox
     from dispenser_hub.inspector.analysis import Inspector
     from dispenser_hub.runtime import HubRuntime
 
@@ -123,12 +126,16 @@ def _pick_port(host: str, port: int) -> int:
 
 
 def _hub_and_fleet(
-    args: argparse.Namespace, address: BrokerAddress, inspector: Inspector
-) -> tuple[HubRuntime, DemoFleet | None]:
-    """The hub on a fresh database, and the fleet registered with it (not started)."""
+    args: argparse.Namespace, address: BrokerAddress, inspector: Inspector, status: Callable[[str], None]
+) -> tuple[HubRuntime, DemoFleet | None, DemoOutbox]:
+    """The hub on a fresh database, its outbox (started), and the fleet registered with it (not started)."""
+    from pydantic import SecretStr  # noqa: PLC0415
+
     from device_sim.clock import ScaledClock  # noqa: PLC0415 - heavy imports only for the demo
     from dispenser_hub.adapters.clock import SimulatedClock, SystemClock  # noqa: PLC0415
+    from dispenser_hub.demo_care import set_up_care  # noqa: PLC0415
     from dispenser_hub.demo_fleet import DemoFleet, load_scenario  # noqa: PLC0415
+    from dispenser_hub.demo_outbox import DemoOutbox  # noqa: PLC0415
     from dispenser_hub.demo_pharmacy import set_up_office  # noqa: PLC0415
     from dispenser_hub.runtime import HubRuntime  # noqa: PLC0415
     from dispenser_hub.settings import Settings  # noqa: PLC0415
@@ -137,6 +144,17 @@ def _hub_and_fleet(
         raise OptionError(f"--speed must be positive, not {args.speed:g}")
     state: Path = args.state_dir
     shutil.rmtree(state / "hub", ignore_errors=True)
+    scenario = None
+    if not args.no_fleet:
+        try:
+            scenario = load_scenario(args.scenario)
+        except (OSError, ValueError) as exc:  # ScenarioError is a ValueError
+            raise OptionError(f"--scenario {args.scenario}: {exc}") from None
+    clock = ScaledClock.starting_now(scenario.start_ms, args.speed) if scenario is not None else None
+    hub_clock = SimulatedClock(clock) if clock is not None else SystemClock()
+    secret = secrets.token_urlsafe(32)
+    outbox = DemoOutbox(secret.encode(), hub_clock, status)
+    outbox.start()
     settings = Settings(
         database_url=f"sqlite:///{state / 'hub' / 'hub.db'}",
         pki_dir=state / "pki",
@@ -144,29 +162,30 @@ def _hub_and_fleet(
         mqtt_client_id=DEMO_CLIENT_ID,
         http_host=args.host,
         http_port=_pick_port(args.host, args.http_port),
+        sms_gateway_url=f"{outbox.url}/sms",
+        webhook_secret=SecretStr(secret),
+        response_centre_webhook_url=f"{outbox.url}/webhook",
     )
-    if args.no_fleet:
-        return HubRuntime(settings, clock=SystemClock()), None
-    try:
-        scenario = load_scenario(args.scenario)
-    except (OSError, ValueError) as exc:  # ScenarioError is a ValueError
-        raise OptionError(f"--scenario {args.scenario}: {exc}") from None
-    clock = ScaledClock.starting_now(scenario.start_ms, args.speed)
-    runtime = HubRuntime(settings, clock=SimulatedClock(clock))
+    runtime = HubRuntime(settings, clock=hub_clock)
+    if scenario is None or clock is None:
+        return runtime, None, outbox
     codes = {}
     for spec in scenario.devices():
         _, code = runtime.hub.registry.register_device(
             spec.device_id, serial=spec.device_id, family=spec.family, model="simulated", by="demo"
         )
         codes[spec.device_id] = code.code
-    set_up_office(scenario, runtime.hub.registry, runtime.hub.uow_factory, now=runtime.hub.clock.now())
+    office = set_up_office(
+        scenario, runtime.hub.registry, runtime.hub.uow_factory, now=runtime.hub.clock.now()
+    )
+    set_up_care(scenario, runtime.hub.registry, runtime.hub.uow_factory, office, now=runtime.hub.clock.now())
     fleet = DemoFleet(
         scenario, address, clock=clock, enrollment_codes=codes, truth_path=state / "truth.jsonl"
     )
     add_keys(fleet.keys, inspector.keys, source=f"scenario {scenario.name}")
     inspector.keys.add(None, runtime.hub.ca.hub_signer.public_key)  # configs go out before enrollment
     inspector.device_clocks.update(fleet.clocks)
-    return runtime, fleet
+    return runtime, fleet, outbox
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -188,7 +207,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         address = BrokerAddress.parse(broker.url)
         try:
-            runtime, fleet = _hub_and_fleet(args, address, inspector)
+            runtime, fleet, outbox = _hub_and_fleet(args, address, inspector, status)
         except OptionError as exc:
             sys.stderr.write(f"dispenser-hub demo: {exc}\n")
             return 2
@@ -204,6 +223,11 @@ def run_demo(args: argparse.Namespace) -> int:
         runtime.start_in_thread()
         token = next(iter(runtime.settings.api_tokens_by_name().values())).get_secret_value()
         status(f"hub API: {runtime.api_url}/docs  (token: {token})")
+        status(
+            "escalations: SMS and the response centre's alarms print here as [SMS til ...] and "
+            "[responssenterets alarmsystem] lines; acknowledge with the printed link (/ack/...) or "
+            f"POST {runtime.api_url}/alarms/<id>/acknowledge"
+        )
         if fleet is not None:
             fleet.start()
             scenario = fleet.scenario
@@ -218,6 +242,7 @@ def run_demo(args: argparse.Namespace) -> int:
         if fleet is not None:
             fleet.stop()
         runtime.stop()
+        outbox.stop()
         monitor.stop()
     finally:
         broker.stop()

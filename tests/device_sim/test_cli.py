@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(60)
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("dispenser-sim")
-DEMO_START_MS = 1_795_388_400_000  # 2026-11-23 00:00 CET, the demo scenario's start
+DEMO_START_MS = 1_795_413_600_000  # 2026-11-23 07:00 CET, the demo scenario's start
 
 VALID = """\
 name: two-devices
@@ -440,8 +440,8 @@ def test_console_script_runs_the_demo_against_the_broker(
     assert final["standin_out"] >= 9  # a config each, at least
     assert final["truths"] > 0
     err = result.stderr
-    assert f"dispenser-sim: demo: 9 devices on {broker.url}, stand-in hub; from 2026-11-23 00:00 CET" in err
-    assert "dispenser-sim: scenario end reached at 2026-11-23 02:" in err  # plus a moment of simulated time
+    assert f"dispenser-sim: demo: 9 devices on {broker.url}, stand-in hub; from 2026-11-23 07:00 CET" in err
+    assert "dispenser-sim: scenario end reached at 2026-11-23 09:" in err  # plus a moment of simulated time
     assert "Traceback" not in err
     lines = truth.read_text(encoding="utf-8").splitlines()
     assert lines
