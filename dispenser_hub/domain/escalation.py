@@ -28,6 +28,9 @@ response centre, the home-care team on call or a named person; repeat every ``re
 - **Due** (``next_due``): only an active alarm escalates; acknowledgement (or resolution) stops every
   further step. Of a step's due repeats only the latest unsent one is returned (a hub that was down does
   not send the same step three times at once). ``time_to_acknowledge`` is reported to supervisors.
+- **Console only** (``CONSOLE_ONLY_KINDS``): a dispenser's goodbye (``death``, its Last Will) is shown in
+  the console at once but calls nobody: if it stays silent past the threshold the ``no_contact`` alarm
+  escalates, so a short outage wakes no one and one outage is one escalation.
 - **Inhibition** (``inhibited``): a missed-dose alarm (``dose.not_taken`` from the device, VKP 3.3, or
   ``dose.missed``, the hub's own window-closed-without-report condition) is not raised for a device whose
   ``no_contact`` alarm is open: that alarm reaches a human about the silent device and its unknown doses,
@@ -63,6 +66,8 @@ DOSE_MISSED: Final = "dose.missed"
 MISSED_DOSE_KINDS: Final = frozenset({DOSE_NOT_TAKEN, DOSE_MISSED})
 URGENT_KINDS: Final = MISSED_DOSE_KINDS | {NO_CONTACT, "roll.empty", "tray.empty", "fault.tray_full"}
 """Besides red alarms: a dose is at stake now, so quiet hours do not wait for these."""
+CONSOLE_ONLY_KINDS: Final = frozenset({"death"})
+"""Alarm kinds that escalate to nobody (module rules)."""
 _ZERO: Final = timedelta(0)
 
 

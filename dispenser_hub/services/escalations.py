@@ -35,6 +35,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from dispenser_hub.domain.escalation import (
+    CONSOLE_ONLY_KINDS,
     Silence,
     Snapshot,
     Target,
@@ -133,6 +134,8 @@ class Escalations:
         return len(steps)
 
     def _policy(self, uow: UnitOfWork, alarm: Alarm, now: datetime) -> tuple[Policy | None, list[Silence]]:
+        if alarm.kind in CONSOLE_ONLY_KINDS:
+            return None, []
         if alarm.subject_kind is SubjectKind.DEVICE:
             return device_fault_policy(alarm.kind, alarm.severity), []
         if alarm.subject_kind is not SubjectKind.PATIENT or alarm.patient_id is None:

@@ -22,7 +22,9 @@ Rules:
   and no pause is in force, when it refused the latest version, or when it has not applied the latest
   version within ``apply_grace`` of its sending. The alarm deduplicates, and is resolved by the system once
   the device holds the latest version with doses (or a pause) in it. ``sweep`` (a timer) refreshes every
-  bound device and checks this.
+  bound device and checks this. A config that offers nothing because the dispenser reported its roll or
+  tray empty raises no "no schedule" alarm: the open "roll empty"/"tray empty" alarm already says what to do
+  (one cause, one alarm: alarm fatigue).
 
 Nothing here reads a clock: callers pass ``now``.
 """
@@ -34,7 +36,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from dispenser_hub.domain.alarms import SYSTEM_ACTOR
 from dispenser_hub.domain.dosett import judge_tray_loaded, pot_doses
@@ -380,7 +382,7 @@ class ScheduleService:
         """Why the device has no valid schedule, or ``None`` (see the module rules)."""
         if state is None:
             return "no schedule has been built for the dispenser yet"
-        if offers is False or (offers is None and state.slots == 0 and "paused_until" not in state.config):
+        if self._offers_nothing(state, offers=offers):
             return f"schedule version {state.version} offers no dose (no roll or tray accepted, or all used)"
         if state.rejected_version == state.version:
             return f"the dispenser refused schedule version {state.version}: {state.rejected_reason}"
@@ -388,6 +390,10 @@ class ScheduleService:
             minutes = int(self.apply_grace.total_seconds() // 60)
             return f"the dispenser has not applied schedule version {state.version} within {minutes} minutes"
         return None
+
+    @staticmethod
+    def _offers_nothing(state: DeviceSchedule, *, offers: bool | None) -> bool:
+        return offers is False or (offers is None and state.slots == 0 and "paused_until" not in state.config)
 
     def check(
         self,
@@ -408,6 +414,12 @@ class ScheduleService:
             if settled or binding is None or not in_service:
                 end_alarm(uow, key, "the dispenser holds a valid schedule" if settled else "not in use", now)
             return None
+        if (
+            state is not None
+            and self._offers_nothing(state, offers=offers)
+            and _reported_empty(uow, device.device_id)
+        ):
+            return problem  # the empty roll or tray's own alarm is open: one cause, one alarm
         condition = device_condition(
             NO_SCHEDULE, device.device_id, binding.patient_id if binding else None, problem
         )
@@ -415,6 +427,16 @@ class ScheduleService:
         if current is None or current.detail != problem:  # a sweep does not count the same reason again
             raise_alarm(uow, condition, now)
         return problem
+
+
+EMPTY_KINDS: Final = ("roll.empty", "tray.empty")
+
+
+def _reported_empty(uow: UnitOfWork, device_id: str) -> bool:
+    """Whether the dispenser's own "roll empty" or "tray empty" alarm is open."""
+    return any(
+        uow.alarms.open_by_key(f"{SubjectKind.DEVICE.value}:{device_id}:{kind}") for kind in EMPTY_KINDS
+    )
 
 
 class ScheduleSweep:

@@ -25,7 +25,7 @@ from dispenser_hub.domain.model import (
 from dispenser_hub.domain.rosters import StaffMember, TeamRoster, WeeklyShift
 from dispenser_hub.ports import Delivery
 from dispenser_hub.services.ack import LinkOutcome, acknowledge_by_link, link_target
-from dispenser_hub.services.alarm_records import PLAN_ESCALATION
+from dispenser_hub.services.alarm_records import PLAN_ESCALATION, device_condition, raise_alarm
 from dispenser_hub.services.deadlines import DeadlineTimer
 from dispenser_hub.services.doses import CLOSE
 from dispenser_hub.services.escalations import STEP, Escalations
@@ -33,7 +33,7 @@ from dispenser_hub.services.notifications import CHANNEL_FAILING, NotificationSe
 from dispenser_hub.services.routing import RESPONSE_CENTRE
 from dispenser_hub.services.schedules import ScheduleService
 from tests.dispenser_hub.services.test_escalations import MINUTE, SECRET, EscalationRig
-from tests.dispenser_hub.services.test_rolls import NID_A
+from tests.dispenser_hub.services.test_rolls import D1, NID_A
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -241,3 +241,19 @@ def test_the_last_step_failing_reaches_the_response_centre(rig: RoutingRig) -> N
     assert (sms.status, note.address) == (NotificationStatus.FAILED, RESPONSE_CENTRE)
     assert "sms to contact:" in note.text
     assert "not configured" in note.text
+
+
+def test_a_dispensers_goodbye_calls_nobody_its_no_contact_does(rig: RoutingRig) -> None:
+    now = rig.hub.clock.now()
+    with rig.hub.store() as uow:
+        death = raise_alarm(uow, device_condition("death", D1, rig.patient_a, "connection lost"), now)
+        silent = raise_alarm(uow, device_condition("no_contact", D1, rig.patient_a, "silent 1 h"), now)
+        uow.commit()
+    rig.timer.tick()
+    rig.step(60)
+    assert rig.notifications(death) == []  # shown in the console, escalated by no_contact only
+    assert [n.address for n in rig.notifications(silent)] == [
+        RESPONSE_CENTRE,
+        RESPONSE_CENTRE,
+        RESPONSE_CENTRE,
+    ]

@@ -18,6 +18,7 @@ from firmware_protocol.messages import (
     DosePredispensed,
     Heartbeat,
     RollAlmostEmpty,
+    RollEmpty,
     ScheduleApplied,
     ScheduleRejected,
 )
@@ -329,3 +330,18 @@ def test_the_supply_follows_the_roll_the_next_roll_packed_and_the_devices_report
         record = uow.supplies.supply(rig.patient_a)
     assert record is not None
     assert record.supply.runs_out_at is None
+
+
+def test_an_empty_roll_raises_its_own_alarm_and_no_no_schedule_besides(rig: ScheduleRig) -> None:
+    manifest = make_manifest(count=2, spacing=12 * HOUR)
+    rig.add(manifest)
+    rig.load(D1, manifest)
+    for version, received in [(c.version, r) for c, r in rig.configs()]:
+        rig.apply(version, received)
+    assert rig.no_schedule() == []
+    rig.send(D1, RollEmpty, roll_id=manifest.roll_id)
+    rig.sweep.sweep()
+    with rig.hub.store() as uow:
+        kinds = sorted(a.kind for a in uow.alarms.select(open_only=True))
+    assert kinds == ["roll.empty"]  # one cause, one alarm: no "no schedule" (3.8) beside it
+    assert rig.state().slots == 0
