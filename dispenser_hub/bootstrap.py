@@ -41,11 +41,11 @@ from dispenser_hub.services.supply import SupplySweep
 from dispenser_hub.settings import Environment, Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy import Engine
 
-    from dispenser_hub.ports import Clock, Inbound, NotificationChannel, UnitOfWorkFactory
+    from dispenser_hub.ports import Clock, DevicePublisher, Inbound, NotificationChannel, UnitOfWorkFactory
 
 _log = logging.getLogger(__name__)
 SEND_EVERY_S = 1.0
@@ -161,8 +161,19 @@ def open_storage(settings: Settings, clock: Clock) -> Storage:
     return Storage(engine, uow_factory, protector, registry)
 
 
-def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
-    """Wire a hub (not started): database, PKI, services, MQTT client."""
+def build_hub(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    schedules: ScheduleService | None = None,
+    publisher: DevicePublisher | None = None,
+    channels: Mapping[str, NotificationChannel] | None = None,
+) -> Hub:
+    """Wire a hub (not started): database, PKI, services, MQTT client.
+
+    ``schedules``, ``publisher`` (where commands go; default the MQTT client) and ``channels`` (default
+    ``channels_from_settings``) may be given, for a hub driven in process (``sim_driver``).
+    """
     clock = clock or SystemClock()
     storage = open_storage(settings, clock)
     engine, uow_factory, protector, registry = (
@@ -173,7 +184,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
     )
     ca = load_ca(settings, clock.now().astimezone(UTC))
     sender = HubSender(ca.hub_signer)
-    schedules = ScheduleService()
+    schedules = schedules or ScheduleService()
     ingest = IngestService(
         uow_factory,
         Provisioning(ca, ca.hub_signer, protector),
@@ -196,7 +207,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         return verdicts
 
     mqtt = HubMqttClient(address, settings.mqtt_client_id, handle, now=clock.now)
-    commands = CommandSender(uow_factory, sender, mqtt, clock)
+    commands = CommandSender(uow_factory, sender, publisher or mqtt, clock)
     presence = PresenceMonitor(
         uow_factory, clock, allowed_silence=timedelta(seconds=settings.no_contact_after_s)
     )
@@ -214,7 +225,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         STEP: escalations.on_step,
     }
     timer = DeadlineTimer(uow_factory, clock, handlers, holder=holder)
-    channels = channels_from_settings(settings, clock=clock)
+    channels = dict(channels) if channels is not None else channels_from_settings(settings, clock=clock)
     notifications = NotificationSender(uow_factory, clock, channels, move_on=escalations.move_on)
     return Hub(
         settings,

@@ -11,7 +11,9 @@ Rules (the policies and the step plan are ``domain.escalation``; texts and codes
   snapshot, so editing a policy later changes no alarm in flight. A patient's pauses (hospital, travel)
   are silences for the patient's alarms; non-urgent steps move out of quiet hours (22:00-07:00).
 - **A step, when due** (``on_step``): nothing if the alarm is no longer active (acknowledged or resolved:
-  acknowledgement stops the chain). Otherwise one notification per recipient (``routing.recipients``: the
+  acknowledgement stops the chain). A repeat whose next repeat is due too (the hub was down across both)
+  is skipped: the latest one speaks for it (``domain.escalation.next_due``'s rule). Otherwise one
+  notification per recipient (``routing.recipients``: the
   relative, the response centre, the person on call, a named person), keyed by the step and the recipient,
   so no step ever notifies anyone twice.
 - **Texts** carry no patient data: the alarm kind, its VKP code, the dispenser id and how to acknowledge.
@@ -156,6 +158,8 @@ class Escalations:
         alarm = uow.alarms.get(int(str(deadline.payload["alarm_id"])))
         if alarm is None or alarm.status is not AlarmStatus.ACTIVE or alarm.id is None:
             return  # acknowledged or resolved: the chain stops
+        if _superseded(uow, deadline, now):
+            return  # a hub that was down sends a step's latest due repeat only
         target = Target(str(deadline.payload["target"]))
         person = deadline.payload.get("person")
         found = recipients(
@@ -268,3 +272,13 @@ class Escalations:
             if deadline.payload.get("alarm_id") == alarm.id:
                 uow.deadlines.cancel(deadline.key, now)
         return cancelled
+
+
+def _superseded(uow: UnitOfWork, deadline: Deadline, now: datetime) -> bool:
+    """Whether the next repeat of this step (key ``esc:<alarm>:<step>:<repeat>:<count>``) is due as well."""
+    parts = deadline.key.split(":")
+    if len(parts) != 5 or not parts[3].isdigit():  # noqa: PLR2004 - the key's five parts
+        return False
+    parts[3] = str(int(parts[3]) + 1)
+    following = uow.deadlines.get(":".join(parts))
+    return following is not None and following.pending and following.due_at <= now

@@ -250,10 +250,21 @@ def test_a_dispensers_goodbye_calls_nobody_its_no_contact_does(rig: RoutingRig) 
         silent = raise_alarm(uow, device_condition("no_contact", D1, rig.patient_a, "silent 1 h"), now)
         uow.commit()
     rig.timer.tick()
-    rig.step(60)
+    rig.step(30)
+    rig.step(30)
     assert rig.notifications(death) == []  # shown in the console, escalated by no_contact only
     assert [n.address for n in rig.notifications(silent)] == [
         RESPONSE_CENTRE,
         RESPONSE_CENTRE,
         RESPONSE_CENTRE,
     ]
+
+
+def test_a_hub_that_was_down_sends_only_a_steps_latest_due_repeat(rig: RoutingRig) -> None:
+    every = timedelta(minutes=30)
+    rig.policy(Step(timedelta(minutes=30), Target.RESPONSE_CENTRE, repeat_every=every, repeat_max=3))
+    alarm = rig.miss_first_dose()
+    rig.step(95)  # down from the raise until after the third repeat was due (30, 60 and 90 min)
+    assert [n.step_key.split(":")[3] for n in rig.notifications(alarm) if n.step_key] == ["2"]
+    rig.step(30)
+    assert [n.step_key.split(":")[3] for n in rig.notifications(alarm) if n.step_key] == ["2", "3"]
