@@ -85,10 +85,17 @@ class Hub:
         self.jobs.every(SWEEP_EVERY_S, self.presence.sweep, name="no-contact-sweep")
         self.jobs.every(SCHEDULE_EVERY_S, self.schedules.sweep, name="schedule-sweep")
         self.jobs.every(SCHEDULE_EVERY_S, self.supply.sweep, name="refill-sweep")
-        self.jobs.every(DEADLINE_TICK_S, self.deadlines.tick, name="deadline-timer")
+        self.jobs.every(DEADLINE_TICK_S, self.fire_deadlines, name="deadline-timer")
         self.jobs.every(SEND_EVERY_S, self.notifications.send_due, name="send-notifications")
         self.jobs.start()
         self.started = True
+
+    def fire_deadlines(self) -> int:
+        """Fire what is due, then send the notifications it made at once (not at the sender's next tick)."""
+        fired = self.deadlines.tick()
+        if fired:
+            self.notifications.send_due()
+        return fired
 
     def stop(self) -> None:
         """Stop timers, finish the batch in hand, disconnect, release the database."""

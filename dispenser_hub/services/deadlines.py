@@ -18,7 +18,9 @@ Rules (ARCHITECTURE.md, Time):
   one waits: it stays pending with ``attempts`` and ``last_error`` recorded and is retried after a
   backoff (``retry_delay``: 30 s doubling to 30 min); the failure is logged. A deadline kind without a
   handler is such a failure too. A database that cannot be used (``StorageUnavailableError``) stops
-  the tick; the next one tries again.
+  the tick; the next one tries again. A tick starts no new batch after ``TICK_BUDGET_S`` of work, so a
+  flood of due deadlines (10,000 doses of one time) leaves room between batches for ingest and the
+  notification sender, which the hub runs right after a tick that fired something.
 - **APScheduler** (``adapters.scheduler.PeriodicJobs``) calls ``tick`` every ``TICK_S`` seconds with
   ``coalesce=True`` (missed runs collapse into one: the rows say what is due, not the number of runs),
   ``max_instances=1`` and a misfire grace of one interval; it only drives the rhythm.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,6 +50,8 @@ LEASE_TTL = timedelta(seconds=30)
 BATCH = 200
 MAX_ROUNDS = 100
 """Most batches per tick (a bound, not a limit met in practice: the next tick goes on)."""
+TICK_BUDGET_S = 2.0
+"""A tick starts no new batch after this much work (the next tick goes on)."""
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(minutes=30)
 
@@ -97,10 +102,11 @@ class DeadlineTimer:
         if not leading:
             return 0
         fired = 0
+        started = time.monotonic()
         for _ in range(MAX_ROUNDS):  # until nothing is due: a deadline may schedule another, due at once
             count, batch_fired = self._batch_fire(now)
             fired += batch_fired
-            if count == 0 or batch_fired == 0:
+            if count == 0 or batch_fired == 0 or time.monotonic() - started >= TICK_BUDGET_S:
                 break
         return fired
 

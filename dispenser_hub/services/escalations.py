@@ -78,6 +78,13 @@ LINK_VALID: Final = timedelta(days=7)
 """How long an acknowledgement link works (an alarm open longer is acknowledged in the console)."""
 ACK_PATH: Final = "/ack/"
 NO_DEVICE: Final = "n/a"
+STEPS_PER_ALARM: Final = 10_000
+"""More pending steps than an alarm can have (``MAX_STEPS`` x (``MAX_REPEATS`` + 1) per raise)."""
+
+
+def step_prefix(alarm_id: int) -> str:
+    """The start of every step deadline key of the alarm (``esc:<alarm id>:``)."""
+    return f"esc:{alarm_id}:"
 
 
 class Escalations:
@@ -243,9 +250,7 @@ class Escalations:
         alarm = uow.alarms.get(alarm_id)
         if alarm is None or alarm.status is not AlarmStatus.ACTIVE:
             return False
-        steps = [
-            d for d in uow.deadlines.pending(kind=STEP, limit=1000) if d.payload.get("alarm_id") == alarm_id
-        ]
+        steps = uow.deadlines.pending(kind=STEP, prefix=step_prefix(alarm_id), limit=STEPS_PER_ALARM)
         if steps:
             uow.deadlines.update(dataclasses.replace(min(steps, key=lambda d: (d.due_at, d.key)), due_at=now))
             return True
@@ -268,9 +273,8 @@ class Escalations:
                     dataclasses.replace(notification, status=NotificationStatus.CANCELLED, last_error=None)
                 )
                 cancelled += 1
-        for deadline in uow.deadlines.pending(kind=STEP, limit=1000):
-            if deadline.payload.get("alarm_id") == alarm.id:
-                uow.deadlines.cancel(deadline.key, now)
+        for deadline in uow.deadlines.pending(kind=STEP, prefix=step_prefix(alarm.id), limit=STEPS_PER_ALARM):
+            uow.deadlines.cancel(deadline.key, now)
         return cancelled
 
 

@@ -3,9 +3,15 @@
 Rules:
 
 - **A notification is a row before it is a message** (whoever decides to notify adds it to
-  ``uow.notifications`` in its own transaction); ``NotificationSender.send_due``, called from a timer, sends
-  every pending row whose ``next_attempt_at`` has come, one transaction per round and one round at a time
-  (a lock, as ``downlink.CommandSender``): a second caller waits, then finds nothing left to send.
+  ``uow.notifications`` in its own transaction); ``NotificationSender.send_due``, called from a timer and
+  right after a deadline tick that fired something, sends every pending row whose ``next_attempt_at`` has
+  come, in rounds of at most ``limit`` until none is left, one round at a time (a lock, as
+  ``downlink.CommandSender``): a second caller waits, then finds nothing left to send.
+- **No transaction is open while a channel talks to the network**: a round *claims* its rows in a short
+  transaction (their ``next_attempt_at`` moves ``CLAIM`` ahead, so no other sender picks them), hands them
+  to the channels with no database lock held (a slow SMS gateway does not stall ingest or the deadline
+  timer), then records the outcomes in a second short transaction. A row cancelled meanwhile (its alarm
+  acknowledged) stays cancelled unless the channel had already accepted it.
 - **Outcome of an attempt** (``ports.Delivery``):
 
   - accepted (``ok``): ``SENT``, with ``sent_at`` and the attempt counted;
@@ -22,10 +28,11 @@ Rules:
 - **Never twice, as far as the hub can tell**: ``due`` only gives ``PENDING`` rows (a database store locks
   them and skips rows another transaction holds), and a ``SENT`` row is never picked again. What the hub
   cannot promise: if it crashes (or the database fails) after a channel accepted a message but before the
-  round's commit, the row is still ``PENDING`` and is sent once more in a later round. At-least-once is the
-  honest guarantee; every channel carries the notification ``key`` for that case (``Idempotency-Key``
-  header of the SMS gateway and of webhooks, the e-mail ``Message-ID`` derived from it), so a receiver can
-  drop the repeat. A round sends at most ``limit`` messages, so the window is one round's worth.
+  outcome was recorded, the row is still ``PENDING`` and is sent once more when its claim runs out
+  (``CLAIM`` later). At-least-once is the honest guarantee; every channel carries the notification ``key``
+  for that case (``Idempotency-Key`` header of the SMS gateway and of webhooks, the e-mail ``Message-ID``
+  derived from it), so a receiver can drop the repeat. A round sends at most ``limit`` messages, so the
+  window is one round's worth.
 - **The console channel** (``ConsoleChannel``, ``console``) has nothing to hand over: the operator console
   and the API show a console notification once it is ``SENT``, so "delivering" it is marking it sent, and
   it always succeeds.
@@ -57,6 +64,8 @@ if TYPE_CHECKING:
 FIRST_RETRY: Final = timedelta(seconds=30)
 MAX_RETRY: Final = timedelta(minutes=15)
 DEFAULT_MAX_ATTEMPTS: Final = 8
+CLAIM: Final = timedelta(minutes=2)
+"""How long a round's claim on its rows lasts (a crash between sending and recording: sent again after)."""
 MOVE_ON_AFTER: Final = 2
 """Attempts not accepted after which a notification's escalation moves on (it keeps being retried)."""
 CHANNEL_FAILING: Final = "notify.channel_failing"
@@ -129,25 +138,41 @@ class NotificationSender:
         """Channels that accepted a notification since the start, with no failure after it."""
 
     def send_due(self, limit: int = 200) -> int:
-        """Send every due notification (at most ``limit``); returns how many channels accepted.
+        """Send every due notification, in rounds of at most ``limit``; returns how many channels accepted.
 
         One call at a time: a second caller waits, then finds nothing left to send.
         """
         with self._lock:
-            return self._send_due(limit)
+            sent = 0
+            while True:
+                claimed, accepted = self._round(limit)
+                sent += accepted
+                if claimed < limit:
+                    return sent
 
-    def _send_due(self, limit: int) -> int:
+    def _round(self, limit: int) -> tuple[int, int]:
+        """Claim, send, record (see the module rules); returns (claimed, accepted)."""
         now = self._clock.now().astimezone(UTC)
-        sent = 0
         with self._uow_factory() as uow:
-            for notification in uow.notifications.due(now, limit=limit):
-                outcome = self._attempt(notification, now)
-                uow.notifications.update(outcome)
-                self._follow_up(uow, notification, outcome, now)
-                if outcome.status is NotificationStatus.SENT:
-                    sent += 1
+            claimed = uow.notifications.due(now, limit=limit)
+            for notification in claimed:
+                uow.notifications.update(dataclasses.replace(notification, next_attempt_at=now + CLAIM))
             uow.commit()
-        return sent
+        outcomes = [(notification, self._attempt(notification, now)) for notification in claimed]
+        accepted = 0
+        with self._uow_factory() as uow:
+            for before, after in outcomes:
+                current = uow.notifications.by_key(before.key)
+                if current is None or (
+                    current.status is not NotificationStatus.PENDING
+                    and after.status is not NotificationStatus.SENT
+                ):
+                    continue  # cancelled meanwhile, and nothing went out
+                uow.notifications.update(dataclasses.replace(after, id=current.id))
+                self._follow_up(uow, before, after, now)
+                accepted += after.status is NotificationStatus.SENT
+            uow.commit()
+        return len(claimed), accepted
 
     def _follow_up(self, uow: UnitOfWork, before: Notification, after: Notification, now: datetime) -> None:
         """The channel's alarm and the escalation after an attempt (see the module rules)."""

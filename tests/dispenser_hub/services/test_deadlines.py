@@ -11,6 +11,7 @@ from dispenser_hub.adapters.clock import ManualClock
 from dispenser_hub.adapters.memory import MemoryStore
 from dispenser_hub.domain.model import AuditEntry, Deadline
 from dispenser_hub.ports import StorageUnavailableError
+from dispenser_hub.services import deadlines
 from dispenser_hub.services.deadlines import LEASE_TTL, DeadlineTimer, retry_delay
 
 if TYPE_CHECKING:
@@ -129,3 +130,12 @@ def test_a_database_that_fails_mid_batch_leaves_the_deadlines_pending() -> None:
     handler = Recorder()
     assert _timer(store, clock, handler).tick() == 1
     assert handler.calls == ["a"]
+
+
+def test_a_flood_is_fired_over_several_ticks_each_within_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deadlines, "TICK_BUDGET_S", 0.0)  # every tick stops after its first batch
+    store, clock, handler = MemoryStore(), ManualClock(T0), Recorder()
+    _schedule(store, *((f"d{n}", T0) for n in range(7)))
+    timer = _timer(store, clock, handler)
+    assert [timer.tick() for _ in range(4)] == [3, 3, 1, 0]
+    assert _effects(store) == [f"d{n}" for n in range(7)]

@@ -12,6 +12,7 @@ from dispenser_hub.adapters.memory import MemoryStore
 from dispenser_hub.adapters.notify.console import ConsoleChannel
 from dispenser_hub.adapters.notify.sms import HttpSmsGateway
 from dispenser_hub.domain.model import Notification, NotificationStatus
+from dispenser_hub.ports import Delivery
 from dispenser_hub.services.notifications import (
     NotificationSender,
     retry_delay,
@@ -170,13 +171,62 @@ def test_console_notifications_are_marked_sent(receiver: HttpReceiver, gateway: 
     assert receiver.requests == []
 
 
-def test_only_due_notifications_and_at_most_limit(receiver: HttpReceiver, gateway: HttpSmsGateway) -> None:
+def test_only_due_notifications_in_rounds_of_at_most_limit(
+    receiver: HttpReceiver, gateway: HttpSmsGateway
+) -> None:
     store, clock = MemoryStore(), ManualClock(T0 - timedelta(minutes=1))
     add(store, "a")
     add(store, "b")
+    add(store, "c")
     dispatcher = sender(store, clock, gateway)
     assert dispatcher.send_due() == 0  # not due before T0
     clock.advance(timedelta(minutes=1))
-    assert dispatcher.send_due(limit=1) == 1
-    assert dispatcher.send_due(limit=1) == 1
-    assert sorted(request.headers["idempotency-key"] for request in receiver.requests) == ["a", "b"]
+    assert dispatcher.send_due(limit=2) == 3  # two rounds: nothing due is left for the next tick
+    assert dispatcher.send_due(limit=2) == 0
+    assert sorted(request.headers["idempotency-key"] for request in receiver.requests) == ["a", "b", "c"]
+
+
+class Probe:
+    """A channel that looks at the database while it sends: no transaction may hold it."""
+
+    name = "sms"
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.seen: list[NotificationStatus] = []
+
+    def send(self, address: str, subject: str, text: str, *, key: str) -> Delivery:
+        del address, subject, text
+        with self.store() as uow:  # claimed: still pending, due only after the claim
+            notification = uow.notifications.by_key(key)
+            assert notification is not None
+            self.seen.append(notification.status)
+            assert uow.notifications.due(notification.created_at + timedelta(minutes=1)) == []
+        return Delivery(ok=True)
+
+
+def test_a_round_claims_then_sends_outside_its_transactions_then_records() -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "a")
+    probe = Probe(store)
+    assert NotificationSender(store, clock, {"sms": probe}).send_due() == 1
+    assert probe.seen == [NotificationStatus.PENDING]
+    assert stored(store, "a").status is NotificationStatus.SENT
+
+
+def test_a_crash_after_sending_sends_again_once_the_claim_runs_out() -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "a")
+
+    class Crashing(Probe):
+        def send(self, address: str, subject: str, text: str, *, key: str) -> Delivery:
+            del address, subject, text, key
+            raise KeyboardInterrupt  # the process dies after the gateway took it
+
+    with pytest.raises(KeyboardInterrupt):
+        NotificationSender(store, clock, {"sms": Crashing(store)}).send_due()
+    probe = Probe(store)
+    again = NotificationSender(store, clock, {"sms": probe})
+    assert again.send_due() == 0  # claimed: not yet
+    clock.advance(timedelta(minutes=2))
+    assert again.send_due() == 1  # at least once: the key lets the receiver drop the repeat
