@@ -110,7 +110,11 @@ class SqlRepository:
         return found
 
     def _patient_exists(self, patient_id: int) -> bool:
-        return self._session.get(PatientRow, patient_id) is not None
+        if self._session.identity_map.get(self._session.identity_key(PatientRow, patient_id)) is not None:
+            return True
+        return (
+            self._session.exec(select(PatientRow.id).where(PatientRow.id == patient_id)).first() is not None
+        )
 
 
 @cache

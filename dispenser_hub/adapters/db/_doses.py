@@ -17,8 +17,12 @@ described in ``_dose_tables``). Every time is stored and returned in UTC.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlmodel import col, select
 
 from dispenser_hub.adapters import storage_rules as rules
@@ -52,13 +56,8 @@ class SqlDoseRepository(SqlRepository):
             raise NotFoundError(rules.missing("device", stored.device_id))
         if not self._patient_exists(stored.patient_id):
             raise NotFoundError(rules.missing("patient", stored.patient_id))
-        table: Any = DoseRow.__table__  # type: ignore[attr-defined] # SQLModel sets it on table models
-        insert = self._insert(table).values(_dose_values(stored))
-        changed = {name: insert.excluded[name] for name in _dose_values(stored) if name not in _DOSE_KEY}
-        statement = insert.on_conflict_do_update(index_elements=list(_DOSE_KEY), set_=changed).returning(
-            table.c.id
-        )
-        dose_id: int = self._session.exec(statement).scalar_one()
+        statement = _dose_upsert(postgresql=self._postgresql)
+        dose_id: int = self._session.exec(statement, params=_dose_values(stored)).scalar_one()
         return rules.with_id(stored, dose_id)
 
     def get(self, device_id: str, slot_id: str) -> Dose | None:
@@ -185,6 +184,38 @@ class SqlNotificationRepository(SqlRepository):
 def _fresh(statement: SelectOfScalar[R]) -> SelectOfScalar[R]:
     """``statement`` re-reading rows this session loaded earlier (see the module docstring)."""
     return statement.execution_options(populate_existing=True)
+
+
+@cache
+def _dose_upsert(*, postgresql: bool) -> Any:  # noqa: ANN401 - a dialect-specific SQLAlchemy statement
+    """``INSERT ... ON CONFLICT (device_id, slot_id) DO UPDATE ... RETURNING id``, built once per dialect.
+
+    Its values are bind parameters named as the columns (``_dose_values``' keys).
+    """
+    table: Any = DoseRow.__table__  # type: ignore[attr-defined] # SQLModel sets it on table models
+    insert = (postgresql_dialect if postgresql else sqlite_dialect).insert(table)
+    insert = insert.values({name: sa.bindparam(name, type_=table.c[name].type) for name in _DOSE_COLUMNS})
+    changed = {name: insert.excluded[name] for name in _DOSE_COLUMNS if name not in _DOSE_KEY}
+    return insert.on_conflict_do_update(index_elements=list(_DOSE_KEY), set_=changed).returning(table.c.id)
+
+
+_DOSE_COLUMNS = (
+    "device_id",
+    "patient_id",
+    "slot_id",
+    "due",
+    "opens",
+    "closes",
+    "pouch_id",
+    "pot",
+    "state",
+    "taken_at",
+    "outcome_at",
+    "reason",
+    "reminders",
+    "corrected_at",
+    "skipped_by",
+)
 
 
 def _dose_values(dose: Dose) -> dict[str, Any]:
