@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -77,6 +78,9 @@ class Hub:
     channels: dict[str, NotificationChannel] = field(default_factory=dict)
     jobs: PeriodicJobs = field(default_factory=PeriodicJobs)
     started: bool = False
+    _wake_sender: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _sender: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> None:
         """Connect to the broker and start the timers (returns at once)."""
@@ -86,21 +90,44 @@ class Hub:
         self.jobs.every(SCHEDULE_EVERY_S, self.schedules.sweep, name="schedule-sweep")
         self.jobs.every(SCHEDULE_EVERY_S, self.supply.sweep, name="refill-sweep")
         self.jobs.every(DEADLINE_TICK_S, self.fire_deadlines, name="deadline-timer")
-        self.jobs.every(SEND_EVERY_S, self.notifications.send_due, name="send-notifications")
         self.jobs.start()
+        self._stopping.clear()
+        self._sender = threading.Thread(
+            target=self._send_notifications, name="send-notifications", daemon=True
+        )
+        self._sender.start()
         self.started = True
 
     def fire_deadlines(self) -> int:
-        """Fire what is due, then send the notifications it made at once (not at the sender's next tick)."""
+        """Fire what is due; wake the notification sender if that made something to send."""
         fired = self.deadlines.tick()
         if fired:
-            self.notifications.send_due()
+            self._wake_sender.set()
         return fired
+
+    def _send_notifications(self) -> None:
+        """The sender's own thread: every ``SEND_EVERY_S``, or at once when woken.
+
+        Its network I/O never holds up the deadline timer or ingest.
+        """
+        while not self._stopping.is_set():
+            self._wake_sender.wait(SEND_EVERY_S)
+            self._wake_sender.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.notifications.send_due()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                _log.exception("sending notifications failed; the next round tries again")
 
     def stop(self) -> None:
         """Stop timers, finish the batch in hand, disconnect, release the database."""
         if self.started:
             self.jobs.stop()
+            self._stopping.set()
+            self._wake_sender.set()
+            if self._sender is not None:
+                self._sender.join()
             self.mqtt.stop()
             self.started = False
             try:

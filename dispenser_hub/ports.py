@@ -494,10 +494,8 @@ class DeadlineRepository(Protocol):
         """Replace the stored deadline with the same id (``NotFoundError`` if there is none)."""
         ...
 
-    def pending(
-        self, *, kind: str | None = None, prefix: str | None = None, limit: int = 100
-    ) -> list[Deadline]:
-        """Pending deadlines (of ``kind``, keys starting with ``prefix``, if given), earliest first."""
+    def pending(self, *, kind: str | None = None, limit: int = 100) -> list[Deadline]:
+        """Pending deadlines (of ``kind``, if given), earliest first (for operators and tests)."""
         ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import threading
 from importlib.metadata import PackageNotFoundError, version
@@ -46,6 +47,19 @@ def package_version() -> str:
         return "0+unknown"
 
 
+class HideLinkTokens(logging.Filter):
+    """Access-log lines show ``/ack/…`` instead of the token: a one-time link is a credential until used."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the request line of ``/ack/<token>`` requests; keep every record."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(_ACK_TOKEN.sub("/ack/…", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_ACK_TOKEN = re.compile(r"/ack/[^\s?\"]+")
+
+
 class HubRuntime:
     """A hub and its API server."""
 
@@ -74,6 +88,9 @@ class HubRuntime:
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, HideLinkTokens) for f in access.filters):
+            access.addFilter(HideLinkTokens())
 
     @property
     def api_url(self) -> str:

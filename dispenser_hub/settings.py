@@ -86,6 +86,14 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
+def _linkable(url: str) -> bool:
+    """Whether ``url`` may start an acknowledgement link (``notices.render_email``'s rule)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in {"localhost", "127.0.0.1"}
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of the hub; build with ``Settings.load()`` (see the module docstring for the rules)."""
 
@@ -255,10 +263,23 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s)://host/... URL without ? or #")
         return value.rstrip("/")
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not _linkable(value):
+            raise ValueError("must be https://... (plain http only to localhost or 127.0.0.1)")
+        return value
+
     @property
-    def link_base(self) -> str:
-        """Where acknowledgement links point: ``public_url``, else the console's own address."""
-        return self.public_url or f"http://{self.http_host}:{self.http_port}"
+    def link_base(self) -> str | None:
+        """Where acknowledgement links point (``None``: e-mails and webhooks go without a link).
+
+        ``public_url``, else the API's own address if people can use it (https, or http on this machine).
+        """
+        if self.public_url is not None:
+            return self.public_url
+        own = f"http://{self.http_host}:{self.http_port}"
+        return own if _linkable(own) else None
 
     @field_validator("sms_sender")
     @classmethod

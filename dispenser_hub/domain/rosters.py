@@ -225,6 +225,8 @@ def gaps(
 # -- a team's roster: its on-call staff and weekly rota ----------------------------------------------------
 
 MAX_STAFF: Final = 200
+MAX_STAFF_REF: Final = 32
+"""A staff reference's length: ``staff:<team id>:<ref>`` must fit a 64-character notification reference."""
 MAX_ROTA: Final = 200
 ON_CALL_LOOKBACK_DAYS: Final = 8
 """Shifts starting this many days before a moment are expanded to find who covers it (a shift lasts at most
@@ -246,6 +248,8 @@ class StaffMember:
     def __post_init__(self) -> None:
         """A reference, a name, and a phone number or e-mail address to reach them (both well formed)."""
         _check_ref("ref", self.ref)
+        if len(self.ref) > MAX_STAFF_REF:
+            raise RosterError("ref", f"must be at most {MAX_STAFF_REF} characters")
         if not self.name.strip() or len(self.name) > MAX_NAME:
             raise RosterError("name", f"must be 1-{MAX_NAME} characters")
         if self.phone is not None and not _PHONE.fullmatch(self.phone):

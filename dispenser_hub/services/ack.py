@@ -9,7 +9,8 @@ Rules of SMS replies:
 - A match acknowledges the alarm through ``Registry.acknowledge_alarm`` (audited, the escalation chain
   stops) as ``sms:<recipient>`` (``sms:contact:7``) with the note "by SMS reply". An alarm acknowledged
   already is answered as it is (a repeated reply changes nothing).
-- Nothing matching answers ``None``, never which part failed (number, code or alarm).
+- Nothing matching answers ``None``, never which part failed (number, code or alarm). A code of an earlier
+  chain of a missed-dose alarm that became active again (a new missed dose) is spent and matches nothing.
 - Phone numbers are compared without spaces, hyphens and brackets (the stored number may be written
   ``+47 912 34 567``, the gateway sends ``+4791234567``).
 
@@ -103,6 +104,7 @@ def _find(
                 for notification in uow.notifications.for_alarm(alarm.id):
                     if (
                         notification.channel == SMS
+                        and notification.acknowledged_at is None  # spent: an earlier chain's code
                         and notification.step_key is not None
                         and _number(notification.address) == number
                         and reply_matches(secret, alarm.id, notification.step_key, text)

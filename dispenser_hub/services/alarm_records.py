@@ -53,7 +53,8 @@ def raise_alarm(uow: UnitOfWork, condition: Condition, now: datetime) -> Alarm:
     A newly opened alarm also gets its escalation planned, as a deadline due now in the same transaction
     (so an alarm never exists without its escalation, and the deadline timer plans it within a tick). So
     does a repeat of an acknowledged missed-dose alarm (``EACH_ONE_NEEDS_A_HUMAN``): it becomes active
-    again, because the acknowledgement was for the earlier dose.
+    again, because the acknowledgement was for the earlier dose; the earlier chain's links and reply codes
+    are spent (``acknowledged_at`` set), so only the new chain's acknowledge it.
     """
     change = raise_condition(condition, uow.alarms.open_by_key(condition.dedup_key), now)
     new = change.alarm.id is None
@@ -65,6 +66,7 @@ def raise_alarm(uow: UnitOfWork, condition: Condition, now: datetime) -> Alarm:
         alarm = dataclasses.replace(
             alarm, status=AlarmStatus.ACTIVE, acknowledged_at=None, acknowledged_by=None
         )
+        _spend_links(uow, alarm, now)
     stored = uow.alarms.add(alarm) if new else uow.alarms.update(alarm)
     assert stored.id is not None  # noqa: S101 - stored alarms have ids
     uow.alarms.log(change.log_entry(stored.id, now))
@@ -79,6 +81,15 @@ def raise_alarm(uow: UnitOfWork, condition: Condition, now: datetime) -> Alarm:
             )
         )
     return stored
+
+
+def _spend_links(uow: UnitOfWork, alarm: Alarm, now: datetime) -> None:
+    """The earlier chain's links and reply codes acknowledge nothing more: the new dose needs its own."""
+    if alarm.id is None:  # pragma: no cover - an alarm that is raised again is stored
+        return
+    for notification in uow.notifications.for_alarm(alarm.id):
+        if notification.acknowledged_at is None:
+            uow.notifications.update(dataclasses.replace(notification, acknowledged_at=now))
 
 
 def end_alarm(uow: UnitOfWork, dedup_key: str, resolution: str, now: datetime) -> Alarm | None:

@@ -10,8 +10,10 @@ Rules:
 - **No transaction is open while a channel talks to the network**: a round *claims* its rows in a short
   transaction (their ``next_attempt_at`` moves ``CLAIM`` ahead, so no other sender picks them), hands them
   to the channels with no database lock held (a slow SMS gateway does not stall ingest or the deadline
-  timer), then records the outcomes in a second short transaction. A row cancelled meanwhile (its alarm
-  acknowledged) stays cancelled unless the channel had already accepted it.
+  timer), then records the outcomes in a second short transaction: only the outcome columns, so a link used
+  meanwhile stays used. A row cancelled meanwhile (its alarm acknowledged) stays cancelled unless the
+  channel had already accepted it. A round that has sent for ``SEND_BUDGET_S`` (a slow gateway) releases
+  the rest of its claim at once rather than let it run out mid-round.
 - **Outcome of an attempt** (``ports.Delivery``):
 
   - accepted (``ok``): ``SENT``, with ``sent_at`` and the attempt counted;
@@ -48,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -66,6 +69,8 @@ MAX_RETRY: Final = timedelta(minutes=15)
 DEFAULT_MAX_ATTEMPTS: Final = 8
 CLAIM: Final = timedelta(minutes=2)
 """How long a round's claim on its rows lasts (a crash between sending and recording: sent again after)."""
+SEND_BUDGET_S: Final = 30.0
+"""A round stops handing rows to channels after this long and releases the rest (well inside ``CLAIM``)."""
 MOVE_ON_AFTER: Final = 2
 """Attempts not accepted after which a notification's escalation moves on (it keeps being retried)."""
 CHANNEL_FAILING: Final = "notify.channel_failing"
@@ -78,6 +83,18 @@ def retry_delay(attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failed attempt: 30 s doubling, at most 15 min."""
     factor: int = 2 ** max(0, attempts - 1)
     return min(MAX_RETRY, FIRST_RETRY * factor)
+
+
+def _outcome(current: Notification, after: Notification) -> Notification:
+    """The stored row with the attempt's outcome columns only (a link used meanwhile stays used)."""
+    return dataclasses.replace(
+        current,
+        status=after.status,
+        attempts=after.attempts,
+        sent_at=after.sent_at,
+        next_attempt_at=after.next_attempt_at,
+        last_error=after.last_error,
+    )
 
 
 class MoveOn(Protocol):
@@ -145,20 +162,25 @@ class NotificationSender:
         with self._lock:
             sent = 0
             while True:
-                claimed, accepted = self._round(limit)
+                more, accepted = self._round(limit)
                 sent += accepted
-                if claimed < limit:
+                if not more:
                     return sent
 
-    def _round(self, limit: int) -> tuple[int, int]:
-        """Claim, send, record (see the module rules); returns (claimed, accepted)."""
+    def _round(self, limit: int) -> tuple[bool, int]:
+        """Claim, send, record (see the module rules); returns (whether more may be due, accepted)."""
         now = self._clock.now().astimezone(UTC)
         with self._uow_factory() as uow:
             claimed = uow.notifications.due(now, limit=limit)
             for notification in claimed:
                 uow.notifications.update(dataclasses.replace(notification, next_attempt_at=now + CLAIM))
             uow.commit()
-        outcomes = [(notification, self._attempt(notification, now)) for notification in claimed]
+        outcomes: list[tuple[Notification, Notification]] = []
+        started = time.monotonic()
+        for notification in claimed:
+            if outcomes and time.monotonic() - started > SEND_BUDGET_S:
+                break  # a slow channel: the rest is released below, before its claim runs out
+            outcomes.append((notification, self._attempt(notification, now)))
         accepted = 0
         with self._uow_factory() as uow:
             for before, after in outcomes:
@@ -168,11 +190,15 @@ class NotificationSender:
                     and after.status is not NotificationStatus.SENT
                 ):
                     continue  # cancelled meanwhile, and nothing went out
-                uow.notifications.update(dataclasses.replace(after, id=current.id))
+                uow.notifications.update(_outcome(current, after))
                 self._follow_up(uow, before, after, now)
                 accepted += after.status is NotificationStatus.SENT
+            for unsent in claimed[len(outcomes) :]:
+                current = uow.notifications.by_key(unsent.key)
+                if current is not None and current.status is NotificationStatus.PENDING:
+                    uow.notifications.update(dataclasses.replace(current, next_attempt_at=now))
             uow.commit()
-        return len(claimed), accepted
+        return len(claimed) == limit or len(outcomes) < len(claimed), accepted
 
     def _follow_up(self, uow: UnitOfWork, before: Notification, after: Notification, now: datetime) -> None:
         """The channel's alarm and the escalation after an attempt (see the module rules)."""

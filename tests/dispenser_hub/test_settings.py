@@ -280,3 +280,22 @@ def test_summary_marks_development_defaults() -> None:
     for name in ("encryption_keys", "lookup_key", "api_tokens"):
         assert summary[name].endswith("[development default]")
     assert DEV_LOOKUP_KEY not in " ".join(summary.values())
+
+
+# --- acknowledgement links --------------------------------------------------------------------------
+
+
+def test_links_point_at_the_public_url_or_at_a_local_api_or_nowhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().link_base == "http://127.0.0.1:8000"
+    assert Settings(http_host="0.0.0.0").link_base is None  # noqa: S104 - people cannot open 0.0.0.0
+    assert Settings(http_host="0.0.0.0", public_url="https://hub.kommune.no/").link_base == (  # noqa: S104
+        "https://hub.kommune.no"
+    )
+    monkeypatch.setenv("DISPENSER_PUBLIC_URL", "http://hub.lan")
+    assert "DISPENSER_PUBLIC_URL" in _load_error()
+    assert "plain http only to localhost" in _load_error()
+
+
+def test_the_response_centre_webhook_needs_the_webhook_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPENSER_RESPONSE_CENTRE_WEBHOOK_URL", "https://alarms.example.no/in")
+    assert "DISPENSER_RESPONSE_CENTRE_WEBHOOK_URL is set without DISPENSER_WEBHOOK_SECRET" in _load_error()

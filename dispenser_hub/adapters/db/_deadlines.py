@@ -103,21 +103,12 @@ class SqlDeadlineRepository(SqlRepository):
         self._flush({"uq_deadline_key": rules.deadline_key_taken(stored.key)})
         return _deadline(row)
 
-    def pending(
-        self, *, kind: str | None = None, prefix: str | None = None, limit: int = 100
-    ) -> list[Deadline]:
-        """Pending deadlines (of ``kind``, keys starting with ``prefix``, if given), by ``due_at``, then id.
-
-        The prefix is a range on the unique key index (``prefix <= key < prefix`` with its last character
-        incremented), so it needs no scan on either database.
-        """
+    def pending(self, *, kind: str | None = None, limit: int = 100) -> list[Deadline]:
+        """Pending deadlines (of ``kind``, if given), by ``due_at``, then id."""
         rules.check_page(0, limit)
         statement = _pending_only(select(DeadlineRow))
         if kind is not None:
             statement = statement.where(col(DeadlineRow.kind) == kind)
-        if prefix:
-            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            statement = statement.where(col(DeadlineRow.key) >= prefix, col(DeadlineRow.key) < after)
         statement = statement.order_by(col(DeadlineRow.due_at), col(DeadlineRow.id)).limit(limit)
         return [_deadline(row) for row in self._session.exec(statement)]
 

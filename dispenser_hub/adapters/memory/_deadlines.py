@@ -82,17 +82,13 @@ class MemoryDeadlineRepository(MemoryRepository):
         tables.deadlines.put(stored_id(stored), stored)
         return stored
 
-    def pending(
-        self, *, kind: str | None = None, prefix: str | None = None, limit: int = 100
-    ) -> list[Deadline]:
-        """Pending deadlines (of ``kind``, keys starting with ``prefix``, if given), by ``due_at``, id."""
+    def pending(self, *, kind: str | None = None, limit: int = 100) -> list[Deadline]:
+        """Pending deadlines (of ``kind``, if given), by ``due_at``, then id."""
         rules.check_page(0, limit)
         rows = [
             row
             for row in self._tables.deadlines.rows.values()
-            if row.pending
-            and (kind is None or row.kind == kind)
-            and (not prefix or row.key.startswith(prefix))
+            if row.pending and (kind is None or row.kind == kind)
         ]
         return sorted(rows, key=_order)[:limit]
 

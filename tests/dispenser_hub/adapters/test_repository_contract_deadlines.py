@@ -274,29 +274,6 @@ def test_pending_lists_pending_deadlines_earliest_first_by_kind(backend: Backend
         assert uow.deadlines.pending(kind="unknown") == []
 
 
-def test_pending_by_key_prefix_finds_one_alarms_steps_and_no_neighbours(backend: Backend) -> None:
-    step = "escalation.step"
-    mine = _schedule(
-        backend,
-        _deadline("esc:7:0:1:1", T0 + 2 * MINUTE, kind=step),
-        _deadline("esc:7:0:0:1", T0 + MINUTE, kind=step),
-    )
-    _schedule(
-        backend,
-        _deadline("esc:70:0:0:1", kind=step),  # alarm 70, not 7
-        _deadline("esc:7;", kind=step),  # just past the prefix's range
-        _deadline("esc:6:9:9:1", kind=step),
-        _deadline("esc:7:close", kind="dose.close"),
-    )
-    with backend.uow_factory() as uow:
-        assert uow.deadlines.pending(kind=step, prefix="esc:7:") == [mine[1], mine[0]]
-        assert [d.key for d in uow.deadlines.pending(prefix="esc:7:")] == [
-            "esc:7:close",
-            "esc:7:0:0:1",
-            "esc:7:0:1:1",
-        ]
-
-
 def test_nothing_is_kept_without_a_commit(backend: Backend) -> None:
     (kept,) = _schedule(backend, _deadline("kept"))
     with backend.uow_factory() as uow:

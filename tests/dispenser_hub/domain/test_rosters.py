@@ -329,3 +329,11 @@ def test_a_bad_roster_document_names_the_field_to_fix(change: dict[str, object],
     with pytest.raises(RosterError) as caught:
         roster_from_document("7", ROSTER_DOC | change)
     assert caught.value.field == field
+
+
+def test_a_staff_ref_fits_a_notification_reference() -> None:
+    with pytest.raises(RosterError) as caught:
+        roster_from_document(
+            "7", ROSTER_DOC | {"staff": [{"ref": "n" * 33, "name": "N", "phone": "+4791234567"}]}
+        )
+    assert caught.value.field == "staff[0].ref"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from dispenser_hub.adapters.notify.console import ConsoleChannel
 from dispenser_hub.adapters.notify.sms import HttpSmsGateway
 from dispenser_hub.domain.model import Notification, NotificationStatus
 from dispenser_hub.ports import Delivery
+from dispenser_hub.services import notifications
 from dispenser_hub.services.notifications import (
     NotificationSender,
     retry_delay,
@@ -230,3 +232,31 @@ def test_a_crash_after_sending_sends_again_once_the_claim_runs_out() -> None:
     assert again.send_due() == 0  # claimed: not yet
     clock.advance(timedelta(minutes=2))
     assert again.send_due() == 1  # at least once: the key lets the receiver drop the repeat
+
+
+def test_recording_an_outcome_keeps_a_link_used_while_the_message_was_out() -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    add(store, "a")
+
+    class UsedMeanwhile(Probe):
+        def send(self, address: str, subject: str, text: str, *, key: str) -> Delivery:
+            del address, subject, text
+            with self.store() as uow:  # the recipient clicks the link of an earlier copy
+                current = uow.notifications.by_key(key)
+                assert current is not None
+                uow.notifications.update(dataclasses.replace(current, acknowledged_at=T0))
+                uow.commit()
+            return Delivery(ok=True)
+
+    NotificationSender(store, clock, {"sms": UsedMeanwhile(store)}).send_due()
+    assert (stored(store, "a").status, stored(store, "a").acknowledged_at) == (NotificationStatus.SENT, T0)
+
+
+def test_a_slow_channel_releases_the_rest_of_its_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notifications, "SEND_BUDGET_S", -1.0)  # a round sends one, releases the rest
+    store, clock = MemoryStore(), ManualClock(T0)
+    for key in ("a", "b", "c"):
+        add(store, key)
+    probe = Probe(store)
+    assert NotificationSender(store, clock, {"sms": probe}).send_due(limit=3) == 3
+    assert [stored(store, key).status for key in ("a", "b", "c")] == [NotificationStatus.SENT] * 3

@@ -33,7 +33,7 @@ from dispenser_hub.services.notifications import CHANNEL_FAILING, NotificationSe
 from dispenser_hub.services.routing import RESPONSE_CENTRE
 from dispenser_hub.services.schedules import ScheduleService
 from tests.dispenser_hub.services.test_escalations import MINUTE, SECRET, EscalationRig
-from tests.dispenser_hub.services.test_rolls import D1, NID_A
+from tests.dispenser_hub.services.test_rolls import D1, HOUR, NID_A
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -268,3 +268,43 @@ def test_a_hub_that_was_down_sends_only_a_steps_latest_due_repeat(rig: RoutingRi
     assert [n.step_key.split(":")[3] for n in rig.notifications(alarm) if n.step_key] == ["2"]
     rig.step(30)
     assert [n.step_key.split(":")[3] for n in rig.notifications(alarm) if n.step_key] == ["2", "3"]
+
+
+def test_a_recipient_that_cannot_be_written_goes_to_the_console_and_the_others_still_go(
+    tmp_path: Path,
+) -> None:
+    rig = RoutingRig(tmp_path, rota=ALL_DAY)
+    rig.escalations = Escalations(SECRET, link_base="http://hub.lan")  # no link can be made with that
+    handlers = {
+        CLOSE: ScheduleService().doses.on_close,
+        PLAN_ESCALATION: rig.escalations.on_plan,
+        STEP: rig.escalations.on_step,
+    }
+    rig.timer = DeadlineTimer(rig.hub.store, rig.hub.clock, handlers, holder="test")
+    rig.policy(Step(timedelta(minutes=30), Target.HOME_CARE_ON_CALL))
+    alarm = rig.miss_first_dose()
+    rig.step(30)
+    sent = rig.notifications(alarm)
+    assert [(n.channel, n.address) for n in sent] == [
+        ("sms", NURSE.phone),
+        ("console", RESPONSE_CENTRE),
+        ("console", f"team:{rig.team_id}"),
+    ]
+    assert "email to staff:" in sent[1].text
+    assert "ack_url" in sent[1].text
+
+
+def test_a_new_missed_dose_spends_the_earlier_chains_links(rig: RoutingRig) -> None:
+    rig.policy(Step(timedelta(minutes=30), Target.HOME_CARE_ON_CALL))
+    alarm = rig.miss_first_dose()
+    rig.step(30)
+    email = next(n for n in rig.notifications(alarm) if n.channel == "email")
+    token = _link(email)
+    assert alarm.id is not None
+    rig.hub.registry.acknowledge_alarm(alarm.id, by="operator:kari")  # in the console, not by the link
+    rig.hub.clock.advance(12 * HOUR)  # the next pouch's window closes unconfirmed too
+    rig.timer.tick()
+    assert rig.alarm_status(alarm) is AlarmStatus.ACTIVE
+    old = acknowledge_by_link(rig.hub.store, rig.hub.registry, SECRET, token, rig.hub.clock.now())
+    assert old.outcome is LinkOutcome.USED  # yesterday's link does not take today's dose on
+    assert rig.alarm_status(alarm) is AlarmStatus.ACTIVE

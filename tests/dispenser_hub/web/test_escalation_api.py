@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from dispenser_hub.domain.doses import Dose, DoseState
 from dispenser_hub.domain.model import Notification
+from dispenser_hub.runtime import HideLinkTokens
 from dispenser_hub.services.escalations import Escalations
 from dispenser_hub.services.routing import Recipient
 from tests.dispenser_hub.web.support import T0
@@ -164,3 +166,17 @@ def test_a_link_page_shows_the_alarm_and_only_a_post_acknowledges_it(hub: Hub) -
     assert hub.client.post(path).status_code == 410
     assert hub.client.get("/ack/not-a-token").status_code == 404
     assert hub.client.post(path[:-3] + "xyz").status_code == 404
+
+
+def test_access_logs_do_not_keep_link_tokens() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("::1", "POST", "/ack/eyJh.sig", "1.1", 200),
+        None,
+    )
+    assert HideLinkTokens().filter(record)
+    assert record.getMessage() == '::1 - "POST /ack/… HTTP/1.1" 200'
