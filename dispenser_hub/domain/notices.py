@@ -15,8 +15,9 @@
   ``<base64url payload>.<base64url HMAC-SHA256>`` over canonical JSON (alarm id, step key, recipient,
   expiry in whole Unix seconds rounded down, nonce). Checked in order: shape (``malformed``), signature
   (``bad_signature``, constant-time compare), expiry (``expired``: valid while ``now < expires_at``).
-  One-time use is the storage's job: the service records the nonce of every token used and refuses a
-  nonce seen before. ``new_nonce`` takes the random source as an argument (``secrets.token_bytes``).
+  One-time use is the service's job (``services.ack``): it marks the notification the token was issued
+  for as used (``acknowledged_at``) and refuses it afterwards; the nonce makes every token distinct.
+  ``new_nonce`` takes the random source as an argument (``secrets.token_bytes``).
 - **Webhooks** (``sign_webhook``/``verify_webhook``): the header ``t=<unix seconds>,v1=<hex HMAC-SHA256 of
   "<t>." + body>`` as Stripe signs; several ``v1`` entries are accepted (secret rotation); the timestamp
   must be within ``tolerance`` of ``now`` either way (300 s default, the edge included).

@@ -25,8 +25,9 @@ Rules (the policies and the step plan are ``domain.escalation``; texts and codes
 - **Acknowledged** (``on_acknowledged``): the notifications not sent yet are cancelled, and the pending
   steps' deadlines too.
 - **Moving on** (``move_on``): when a notification of a step cannot be delivered (its channel keeps
-  failing), the alarm's next pending step is brought forward to now, so the chain does not wait on a dead
-  channel; if there is no later step, the response centre's console gets the step instead.
+  failing), the alarm's next pending step is brought forward to now (a non-urgent one to the end of quiet
+  hours at the earliest), so the chain does not wait on a dead channel; if there is no later step, the
+  response centre's console gets the step instead.
 """
 
 from __future__ import annotations
@@ -292,7 +293,10 @@ class Escalations:
             return False
         steps = pending_steps(uow, alarm)
         if steps:
-            uow.deadlines.update(dataclasses.replace(min(steps, key=lambda d: (d.due_at, d.key)), due_at=now))
+            following = min(steps, key=lambda d: (d.due_at, d.key))
+            soonest = now if is_urgent(alarm.kind, alarm.severity) else self._quiet.next_allowed(now)
+            if soonest < following.due_at:  # a non-urgent step stays out of quiet hours
+                uow.deadlines.update(dataclasses.replace(following, due_at=soonest))
             return True
         if failed.step_key is not None and failed.recipient != RESPONSE_CENTRE:
             note = f" ({failed.channel} to {failed.recipient} failed: {failed.last_error or 'not delivered'})"

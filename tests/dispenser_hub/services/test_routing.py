@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dispenser_hub.domain.alarms import Condition
 from dispenser_hub.domain.escalation import Policy, Step, Target
 from dispenser_hub.domain.model import (
     AlarmStatus,
@@ -23,6 +24,7 @@ from dispenser_hub.domain.model import (
     SubjectKind,
 )
 from dispenser_hub.domain.rosters import StaffMember, TeamRoster, WeeklyShift
+from dispenser_hub.domain.wallclock import OSLO, oslo_instant
 from dispenser_hub.ports import Delivery
 from dispenser_hub.services.ack import LinkOutcome, acknowledge_by_link, link_target
 from dispenser_hub.services.alarm_records import PLAN_ESCALATION, device_condition, raise_alarm
@@ -308,3 +310,22 @@ def test_a_new_missed_dose_spends_the_earlier_chains_links(rig: RoutingRig) -> N
     old = acknowledge_by_link(rig.hub.store, rig.hub.registry, SECRET, token, rig.hub.clock.now())
     assert old.outcome is LinkOutcome.USED  # yesterday's link does not take today's dose on
     assert rig.alarm_status(alarm) is AlarmStatus.ACTIVE
+
+
+def test_moving_on_keeps_a_non_urgent_step_out_of_quiet_hours(rig: RoutingRig) -> None:
+    rig.policy(Step(timedelta(0), Target.RELATIVE), Step(timedelta(minutes=60), Target.RESPONSE_CENTRE))
+    evening = oslo_instant(rig.hub.clock.now().astimezone(OSLO).date(), time(21, 30))
+    rig.hub.clock.advance(evening - rig.hub.clock.now())
+    refill = Condition(
+        "refill_needed", SubjectKind.PATIENT, str(rig.patient_a), 1, "supply ends", "3.25", D1, rig.patient_a
+    )
+    with rig.hub.store() as uow:
+        alarm = raise_alarm(uow, refill, rig.hub.clock.now())
+        uow.commit()
+    rig.timer.tick()  # planned: the relative now, the response centre at 22:30, moved to 07:00
+    night = evening + timedelta(minutes=45)  # 22:15: the relative's SMS keeps failing
+    with rig.hub.store() as uow:
+        (failed,) = rig.notifications(alarm)
+        assert rig.escalations.move_on(uow, alarm.id or 0, failed, night)
+        (following,) = [d for d in uow.deadlines.pending(kind=STEP) if d.payload.get("alarm_id") == alarm.id]
+    assert following.due_at == oslo_instant(evening.astimezone(OSLO).date() + timedelta(days=1), time(7, 0))
