@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from dispenser_hub.bootstrap import Storage
     from dispenser_hub.cli import Subparsers
+    from dispenser_hub.services.escalation_admin import EscalationAdmin
 
 EXIT_REFUSED = 2
 
@@ -306,6 +307,54 @@ def _team_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_document(path: Path) -> object:
+    """A JSON document from ``path`` (``-``: standard input); ``ValueError`` saying what is wrong."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        return json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{path}: not a readable JSON document ({exc})"
+        raise ValueError(msg) from None
+
+
+def _escalation_admin(args: argparse.Namespace) -> EscalationAdmin:
+    from dispenser_hub.adapters.clock import SystemClock  # noqa: PLC0415
+    from dispenser_hub.services.escalation_admin import EscalationAdmin  # noqa: PLC0415
+
+    return EscalationAdmin(_storage(args).uow_factory, SystemClock())
+
+
+def _team_roster(args: argparse.Namespace) -> int:
+    from dispenser_hub.domain.rosters import roster_document  # noqa: PLC0415
+
+    admin = _escalation_admin(args)
+    record = admin.set_roster(args.team_id, _read_document(args.file), by=_actor(args))
+    on_call, gaps = admin.coverage(record)
+    who = ", ".join(member.ref for member in on_call) or "nobody"
+    _print(
+        args,
+        roster_document(record.roster),
+        f"team {record.team_id}: {len(record.roster.staff)} staff, {len(record.roster.rota)} weekly shifts; "
+        f"on call now: {who}; {len(gaps)} gap(s) in the coming week",
+    )
+    return 0
+
+
+def _patient_policy(args: argparse.Namespace) -> int:
+    from dispenser_hub.domain.escalation import policy_document  # noqa: PLC0415
+
+    admin = _escalation_admin(args)
+    if args.default:
+        admin.reset_policy(args.patient_id, by=_actor(args))
+    elif args.file is not None:
+        admin.set_policy(args.patient_id, _read_document(args.file), by=_actor(args))
+    policy, record, warnings = admin.policy(args.patient_id)
+    lines = [f"patient {args.patient_id}: {policy.name} ({'own' if record else 'default'})"]
+    lines += [f"  warning: steps[{w.index}] ({w.target.value}): {w.reason}" for w in warnings]
+    _print(args, policy_document(policy), "\n".join(lines))
+    return 0
+
+
 def _patient_add(args: argparse.Namespace) -> int:
     from dispenser_hub.domain.model import Patient, Responsibility  # noqa: PLC0415
 
@@ -438,6 +487,43 @@ def _add_pki_commands(subparsers: Subparsers) -> None:
     crl.add_argument("--days", type=int, default=7, help="days until its next update (default: %(default)s)")
 
 
+def _add_people_commands(subparsers: Subparsers) -> None:
+    """Register team add/roster and patient add/policy."""
+    team = subparsers.add_parser("team", help="home-care teams").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    team_add = _command(team, "add", _team_add, "register a home-care team (district)")
+    team_add.add_argument("name")
+    team_add.add_argument("--phone")
+    team_add.add_argument("--email")
+    roster = _command(team, "roster", _team_roster, "replace a team's on-call roster (staff and weekly rota)")
+    roster.add_argument("team_id", type=int)
+    roster.add_argument("file", type=Path, help="the roster as JSON (as PUT /teams/{id}/roster; - for stdin)")
+
+    patient = subparsers.add_parser("patient", help="patients").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    policy = _command(patient, "policy", _patient_policy, "show or set a patient's escalation policy")
+    policy.add_argument("patient_id", type=int)
+    choice = policy.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--set", dest="file", type=Path, help="the patient's own policy as JSON (- for stdin)"
+    )
+    choice.add_argument("--default", action="store_true", help="back to the responsibility level's default")
+    patient_add = _command(patient, "add", _patient_add, "register a patient (national id number validated)")
+    patient_add.add_argument("--name", required=True)
+    patient_add.add_argument("--national-id", required=True, help="11 digits (fødselsnummer or D-number)")
+    patient_add.add_argument(
+        "--responsibility",
+        required=True,
+        choices=["patient_or_relative", "response_centre", "home_care"],
+        help="who follows up the medication (decides escalation)",
+    )
+    patient_add.add_argument("--team", type=int, help="home-care team id (required for home_care)")
+    patient_add.add_argument("--phone")
+    patient_add.add_argument("--address")
+
+
 def add_admin_commands(subparsers: Subparsers) -> None:
     """Register serve, migrate, pki, secrets, team, patient, device, roll, bind and unbind."""
     serve = _command(
@@ -475,29 +561,7 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     listing = _command(device, "list", _device_list, "list devices")
     listing.add_argument("--limit", type=int, default=100)
 
-    team = subparsers.add_parser("team", help="home-care teams").add_subparsers(
-        metavar="ACTION", required=True
-    )
-    team_add = _command(team, "add", _team_add, "register a home-care team (district)")
-    team_add.add_argument("name")
-    team_add.add_argument("--phone")
-    team_add.add_argument("--email")
-
-    patient = subparsers.add_parser("patient", help="patients").add_subparsers(
-        metavar="ACTION", required=True
-    )
-    patient_add = _command(patient, "add", _patient_add, "register a patient (national id number validated)")
-    patient_add.add_argument("--name", required=True)
-    patient_add.add_argument("--national-id", required=True, help="11 digits (fødselsnummer or D-number)")
-    patient_add.add_argument(
-        "--responsibility",
-        required=True,
-        choices=["patient_or_relative", "response_centre", "home_care"],
-        help="who follows up the medication (decides escalation)",
-    )
-    patient_add.add_argument("--team", type=int, help="home-care team id (required for home_care)")
-    patient_add.add_argument("--phone")
-    patient_add.add_argument("--address")
+    _add_people_commands(subparsers)
 
     roll = subparsers.add_parser("roll", help="multidose rolls: pharmacy manifests").add_subparsers(
         metavar="ACTION", required=True

@@ -96,3 +96,51 @@ def test_production_refuses_development_secrets(tmp_path: Path, capsys: pytest.C
     code, _, err = _run(capsys, "migrate", "--settings", str(path))
     assert code == 2
     assert "DISPENSER_ENCRYPTION_KEYS" in err
+
+
+def test_rosters_and_policies_on_the_command_line(
+    settings_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = ["--settings", str(settings_file)]
+    assert _run(capsys, "migrate", *s)[0] == 0
+    assert _run(capsys, "team", "add", "Åsane", *s)[0] == 0
+    roster = tmp_path / "roster.json"
+    roster.write_text(
+        json.dumps(
+            {
+                "staff": [{"ref": "nurse-1", "name": "Åse", "phone": "+4791234567"}],
+                "rota": [
+                    {"staff": "nurse-1", "weekday": d, "start": "00:00", "minutes": 1440} for d in range(7)
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    code, out, _ = _run(capsys, "team", "roster", "1", str(roster), *s)
+    assert code == 0
+    assert "1 staff, 7 weekly shifts; on call now: nurse-1; 0 gap(s)" in out
+    roster.write_text(
+        '{"staff": [], "rota": [{"staff": "ghost", "weekday": 0, "start": "07:00", "minutes": 60}]}'
+    )
+    code, _, err = _run(capsys, "team", "roster", "1", str(roster), *s)
+    assert (code, "rota[0].staff" in err) == (2, True)
+    assert _run(capsys, "team", "roster", "1", str(tmp_path / "missing.json"), *s)[0] == 2
+
+    code, _, _ = _run(
+        capsys,
+        "patient", "add", "--name", "Kari Nordmann", "--national-id", VALID_FNR,
+        "--responsibility", "home_care", "--team", "1", *s,
+    )  # fmt: skip
+    assert code == 0
+    code, out, _ = _run(capsys, "patient", "policy", "1", *s)
+    assert "default home care (default)" in out
+    assert "warning: steps[0] (relative): the patient has no relative to notify" in out
+    policy = tmp_path / "policy.json"
+    policy.write_text(
+        json.dumps({"name": "Kari", "steps": [{"after_minutes": 20, "target": "home_care_on_call"}]})
+    )
+    code, out, _ = _run(capsys, "patient", "policy", "1", "--set", str(policy), "--json", *s)
+    assert code == 0
+    assert json.loads(out)["steps"][0]["target"] == "home_care_on_call"
+    assert "Kari (own)" in _run(capsys, "patient", "policy", "1", *s)[1]
+    assert "(default)" in _run(capsys, "patient", "policy", "1", "--default", *s)[1]
