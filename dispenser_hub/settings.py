@@ -44,7 +44,7 @@ from dispenser_hub.adapters.crypto.fields import (
     parse_lookup_key,
 )
 from dispenser_hub.adapters.notify.email import ADDRESS as MAIL_ADDRESS
-from dispenser_hub.domain.notices import MIN_SECRET
+from dispenser_hub.domain.notices import MIN_SECRET, link_allowed
 from firmware_protocol.broker import BrokerAddress, BrokerUrlError
 
 ENV_PREFIX = "DISPENSER_"
@@ -86,12 +86,9 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
-def _linkable(url: str) -> bool:
-    """Whether ``url`` may start an acknowledgement link (``notices.render_email``'s rule)."""
-    parts = urlsplit(url)
-    return parts.scheme == "https" or (
-        parts.scheme == "http" and parts.hostname in {"localhost", "127.0.0.1"}
-    )
+def _linkable(base: str) -> bool:
+    """Whether links under ``base`` are acknowledgement links people can use (``notices.link_allowed``)."""
+    return link_allowed(f"{base}/ack/")
 
 
 class Settings(BaseSettings):

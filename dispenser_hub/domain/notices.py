@@ -233,7 +233,7 @@ def render_email(
     level, what, device = _parts(
         kind, vkp_code, severity, device_ref=device_ref, ack_code=ack_code, language=language
     )
-    if ack_url is not None and not _URL.fullmatch(ack_url):
+    if ack_url is not None and not link_allowed(ack_url):
         raise NoticeError(
             "ack_url",
             "must be an https:// URL (http only to localhost) without spaces, at most 2048 characters",
@@ -244,6 +244,11 @@ def render_email(
     lines = [words[0], "", f"{words[1]}: {what} ({kind})", f"{words[2]}: {level}"]
     lines += [f"{words[3]}: {device}", "", how, "", words[4]]
     return subject, "\n".join(lines) + "\n"
+
+
+def link_allowed(url: str) -> bool:
+    """Whether ``url`` may be an acknowledgement link (``_URL``: https, or plain http to this machine)."""
+    return _URL.fullmatch(url) is not None
 
 
 def reply_code(secret: bytes, alarm_id: int, step_key: str) -> str:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Final
 from dispenser_hub.domain.model import AlarmStatus
 from dispenser_hub.domain.notices import TokenError, check_token, parse_reply, reply_matches
 from dispenser_hub.services.registry import Conflict, NotFound
+from dispenser_hub.services.routing import EMAIL, SMS, WEBHOOK
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -50,10 +51,9 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 PAGE: Final = 200
 """Open alarms read per page while looking for the reply's alarm."""
-SMS: Final = "sms"
 NOTE: Final = "by SMS reply"
 LINK_NOTE: Final = "by link"
-LINK_CHANNELS: Final = frozenset({"email", "webhook"})
+LINK_CHANNELS: Final = frozenset({EMAIL, WEBHOOK})
 _SEPARATORS: Final = re.compile(r"[\s().-]+")
 
 

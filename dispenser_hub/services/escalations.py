@@ -72,6 +72,7 @@ from dispenser_hub.services.routing import (
     RESPONSE_CENTRE,
     SMS,
     Recipient,
+    centre,
     recipients,
 )
 
@@ -215,9 +216,7 @@ class Escalations:
                     error,
                 )
                 note = f" ({recipient.channel} to {recipient.recipient} could not be written: {error.field})"
-                self._notify(
-                    uow, alarm, deadline.key, Recipient(CONSOLE, RESPONSE_CENTRE, RESPONSE_CENTRE, note), now
-                )
+                self._notify(uow, alarm, deadline.key, centre(note), now)
 
     def _notify(
         self, uow: UnitOfWork, alarm: Alarm, step_key: str, recipient: Recipient, now: datetime
@@ -300,9 +299,7 @@ class Escalations:
             return True
         if failed.step_key is not None and failed.recipient != RESPONSE_CENTRE:
             note = f" ({failed.channel} to {failed.recipient} failed: {failed.last_error or 'not delivered'})"
-            self._notify(
-                uow, alarm, failed.step_key, Recipient(CONSOLE, RESPONSE_CENTRE, RESPONSE_CENTRE, note), now
-            )
+            self._notify(uow, alarm, failed.step_key, centre(note), now)
         return False
 
     @staticmethod

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from dispenser_hub.domain.alarms import Condition
 from dispenser_hub.domain.model import NotificationStatus, SubjectKind
 from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
+from dispenser_hub.services.routing import CONSOLE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -74,7 +75,6 @@ SEND_BUDGET_S: Final = 30.0
 MOVE_ON_AFTER: Final = 2
 """Attempts not accepted after which a notification's escalation moves on (it keeps being retried)."""
 CHANNEL_FAILING: Final = "notify.channel_failing"
-CONSOLE: Final = "console"
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,8 @@ class Recipient:
     note: str = ""
 
 
-def _centre(note: str = "") -> Recipient:
+def centre(note: str = "") -> Recipient:
+    """The response centre's console, with ``note`` saying why a message went there instead."""
     return Recipient(CONSOLE, RESPONSE_CENTRE, RESPONSE_CENTRE, note)
 
 
@@ -73,8 +74,8 @@ def recipients(
     if target is Target.NAMED_PERSON and patient is not None and person:
         return _named(uow, patient, person)
     if target is not Target.RESPONSE_CENTRE:
-        return [_centre(f" (no {target.value.replace('_', ' ')} to notify for this alarm)")]
-    found = [_centre()]
+        return [centre(f" (no {target.value.replace('_', ' ')} to notify for this alarm)")]
+    found = [centre()]
     if centre_webhook is not None:
         found.append(Recipient(WEBHOOK, centre_webhook, RESPONSE_CENTRE))
     return found
@@ -88,7 +89,7 @@ def _relative(uow: UnitOfWork, patient_id: int) -> list[Recipient]:
     for contact in contacts:
         if contact.email and contact.id is not None:
             return [Recipient(EMAIL, contact.email, f"contact:{contact.id}")]
-    return [_centre(" (no relative with a phone or e-mail to notify)")]
+    return [centre(" (no relative with a phone or e-mail to notify)")]
 
 
 def _staff(team_id: int, member: StaffMember) -> list[Recipient]:
@@ -101,15 +102,15 @@ def _staff(team_id: int, member: StaffMember) -> list[Recipient]:
 
 def _on_call(uow: UnitOfWork, patient: Patient, at: datetime) -> list[Recipient]:
     if patient.team_id is None:
-        return [_centre(" (the patient has no home-care team)")]
+        return [centre(" (the patient has no home-care team)")]
     team = f"team:{patient.team_id}"
     console = Recipient(CONSOLE, team, team)
     record = uow.escalation.roster(patient.team_id)
     if record is None:
-        return [console, _centre(" (the home-care team has no on-call roster)")]
+        return [console, centre(" (the home-care team has no on-call roster)")]
     on_call = record.roster.on_call(at)
     if not on_call:
-        return [console, _centre(" (nobody on call in the home-care team's rota now)")]
+        return [console, centre(" (nobody on call in the home-care team's rota now)")]
     return [*_staff(patient.team_id, on_call[0]), console]
 
 
@@ -117,5 +118,5 @@ def _named(uow: UnitOfWork, patient: Patient, person: str) -> list[Recipient]:
     record = uow.escalation.roster(patient.team_id) if patient.team_id is not None else None
     member = record.roster.member(person) if record is not None else None
     if record is None or member is None:
-        return [_centre(f" (named person {person} is not on the home-care team's roster)")]
+        return [centre(f" (named person {person} is not on the home-care team's roster)")]
     return _staff(record.team_id, member)

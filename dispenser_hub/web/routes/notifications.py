@@ -28,6 +28,7 @@ from dispenser_hub.domain.model import Alarm, AlarmStatus, Notification, Notific
 from dispenser_hub.ports import StorageUnavailableError, UnitOfWorkFactory
 from dispenser_hub.services.ack import acknowledge_by_reply
 from dispenser_hub.services.registry import NotFound
+from dispenser_hub.services.routing import CONSOLE
 from dispenser_hub.web.deps import Ctx
 from dispenser_hub.web.errors import ApiError, error_responses
 from dispenser_hub.web.routes.common import operator_router
@@ -48,7 +49,6 @@ PAGE: Final = 200
 RECENT: Final = 100
 """Most recently raised alarms the stream reads besides the open ones (to see resolutions)."""
 HEARTBEAT_S: Final = 15.0
-CONSOLE: Final = "console"
 _SHOWN: Final = frozenset({NotificationStatus.PENDING, NotificationStatus.SENT})
 _CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="dispenser-hub sms gateway"'}
 _EVENT_ID: Final = r"^[0-9]{1,19}\.[0-9]{1,16}\.[0-9]{1,19}$"
