@@ -279,6 +279,11 @@ class PlannedStep:
     person: str | None = None
 
 
+def step_key(alarm_id: int, index: int, repeat: int) -> str:
+    """``esc:<alarm id>:<index>:<repeat>``, the key of one planned notification (``PlannedStep.key``)."""
+    return f"esc:{alarm_id}:{index}:{repeat}"
+
+
 def plan_steps(
     snapshot: Snapshot,
     raised_at: datetime,
@@ -296,7 +301,7 @@ def plan_steps(
         for repeat in range(step.repeat_max + 1):
             nominal = raised_at + step.after + (step.repeat_every or _ZERO) * repeat
             at = _place(nominal, silences, None if urgent else quiet)
-            key = f"esc:{snapshot.alarm_id}:{index}:{repeat}"
+            key = step_key(snapshot.alarm_id, index, repeat)
             plan.append(PlannedStep(index, repeat, at, step.target, key, nominal, step.person))
     plan.sort(key=lambda planned: (planned.at, planned.nominal, planned.index))
     return plan

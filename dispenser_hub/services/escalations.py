@@ -50,6 +50,7 @@ from dispenser_hub.domain.escalation import (
     is_urgent,
     plan_steps,
 )
+from dispenser_hub.domain.escalation import step_key as planned_key
 from dispenser_hub.domain.model import (
     AlarmStatus,
     Deadline,
@@ -102,11 +103,14 @@ def pending_steps(uow: UnitOfWork, alarm: Alarm) -> list[Deadline]:
     acknowledged, which is what started the current one.
     """
     found: list[Deadline] = []
+    alarm_id = alarm.id
+    if alarm_id is None:  # pragma: no cover - a stored alarm has an id
+        return found
     for index in range(MAX_STEPS):
-        if uow.deadlines.get(f"esc:{alarm.id}:{index}:0:{alarm.count}") is None:
+        if uow.deadlines.get(_chain_key(planned_key(alarm_id, index, 0), alarm.count)) is None:
             break
         for repeat in range(MAX_REPEATS + 1):
-            deadline = uow.deadlines.get(f"esc:{alarm.id}:{index}:{repeat}:{alarm.count}")
+            deadline = uow.deadlines.get(_chain_key(planned_key(alarm_id, index, repeat), alarm.count))
             if deadline is None:
                 break
             if deadline.pending:
@@ -155,7 +159,7 @@ class Escalations:
         for step in steps:
             uow.deadlines.schedule(
                 Deadline(
-                    key=f"{step.key}:{alarm.count}",  # a repeat that escalates again gets its own steps
+                    key=_chain_key(step.key, alarm.count),  # a repeat that escalates again gets its own
                     kind=STEP,
                     due_at=step.at,
                     created_at=now,
@@ -319,11 +323,16 @@ class Escalations:
         return cancelled
 
 
+def _chain_key(planned_key: str, count: int) -> str:
+    """A step deadline's key: the planned step's key and the alarm's count when its chain was planned."""
+    return f"{planned_key}:{count}"
+
+
 def _superseded(uow: UnitOfWork, deadline: Deadline, now: datetime) -> bool:
     """Whether the next repeat of this step (key ``esc:<alarm>:<step>:<repeat>:<count>``) is due as well."""
     parts = deadline.key.split(":")
-    if len(parts) != 5 or not parts[3].isdigit():  # noqa: PLR2004 - the key's five parts
+    if len(parts) != 5 or not all(part.isdigit() for part in parts[1:]):  # noqa: PLR2004 - the key's parts
         return False
-    parts[3] = str(int(parts[3]) + 1)
-    following = uow.deadlines.get(":".join(parts))
+    alarm_id, index, repeat, count = (int(part) for part in parts[1:])
+    following = uow.deadlines.get(_chain_key(planned_key(alarm_id, index, repeat + 1), count))
     return following is not None and following.pending and following.due_at <= now
