@@ -4,7 +4,7 @@
 Usage::
 
     python bench/escalation_deadlines.py [--patients N] [--database-url URL] [--send-latency-ms L]
-                                         [--profile PATH] [--json]
+                                         [--natural] [--profile PATH] [--json]
 
 Scenario (issue 6): ``N`` patients (default 10,000), each with a relative with a phone and a dispenser that
 is online, all with the same dose time, and nobody takes a dose. Fixtures (not measured): patients,
@@ -14,12 +14,12 @@ contacts and devices through the repositories, and each device's one-slot schedu
 
 The hub is wired as ``bootstrap.build_hub`` wires it: a ``DeadlineTimer`` with the handlers
 ``{dose.close: DoseService.on_close, escalation.plan: Escalations.on_plan, escalation.step:
-Escalations.on_step}`` and a ``NotificationSender`` with the ``sms`` and ``console`` channels, both driven by
-``PeriodicJobs`` (APScheduler) every ``DEADLINE_TICK_S`` and a sender thread woken by a tick that fired
-something or every ``SEND_EVERY_S`` (1 s), as ``Hub.start``
-schedules them. The channels are in-process recorders (``RecordingChannel``: record the time of each
-``send`` and accept it), so no network is measured (``--send-latency-ms`` adds a sleep per send, as an SMS
-gateway's round trip would).
+Escalations.on_step}`` and a ``NotificationSender`` with the ``sms`` and ``console`` channels, driven as
+``Hub.start`` drives them: ``PeriodicJobs`` (APScheduler) ticks the timer every ``DEADLINE_TICK_S``, and the
+sender's ``PacedLoop`` sleeps until the next notification is due (at most ``SEND_EVERY_S``) or is woken by
+a tick that fired something. The channels are in-process recorders (``RecordingChannel``: record the time
+of each ``send`` and accept it), so no network is measured (``--send-latency-ms`` adds a sleep per send, as
+an SMS gateway's round trip would).
 
 The hub's clock is the wall clock plus an offset the bench sets (``OffsetClock``; it runs at real speed):
 
@@ -27,9 +27,14 @@ The hub's clock is the wall clock plus an offset the bench sets (``OffsetClock``
    starts. The timer closes every dose as missed, raises the missed-dose alarm (VKP 3.3), and fires its
    ``escalation.plan`` deadline, which plans the policy's steps (default home-care policy: relative by
    SMS after 30 min, then response centre, then the home-care team).
-2. **step -> dispatch** (the measured delay): the first step is due 30 minutes after the raise. The clock
-   jumps forward so that it falls due 2 s later (the timer keeps running). For every notification the
-   delay is the hub clock at the channel's ``send`` minus the step deadline's ``due_at``.
+2. **the first step** is 30 minutes after each raise. Raises are spread over phase 1, so unless
+   ``--natural`` is given, every first step is moved to the latest of those times (the worst case: all
+   ``N`` steps at one instant).
+
+   a. **prepare**: a step's deadline is due ``PREPARE_AHEAD`` (2 min) before the step. The clock jumps so
+      that they fall due 2 s later; the timer stores each step's notification, due at the step's time.
+   b. **dispatch** (the measured delay): the clock jumps so that the steps' time comes 2 s later. For every
+      notification the delay is the hub clock at the channel's ``send`` minus its step's time.
 
 Baseline in the same run, on the same database: a naive dispatcher over a scratch table holding the same
 ``N`` due rows (key, due time, address, text), with SQLAlchemy Core and no services: from the due moment it
@@ -37,7 +42,7 @@ selects 200 due rows, calls the same recording channel for each, marks them done
 (executemany), commits, and repeats until none is left. It is the floor of "due row -> channel -> row
 marked" on this storage; the ratio says what the timer, the services and the cadence add.
 
-``--profile PATH`` writes a cProfile (``pstats``) of every timer tick and sender round of phase 2.
+``--profile PATH`` writes a cProfile (``pstats``) of every timer tick and sender round of phase 2b.
 """
 
 from __future__ import annotations
@@ -55,10 +60,10 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -68,7 +73,7 @@ if str(ROOT) not in sys.path:  # runnable as a plain script from a checkout
 
 from bench._storage import cpu_model, database, database_version, field_cipher, find_postgres  # noqa: E402
 from dispenser_hub.adapters.db import SqlUnitOfWorkFactory, create_engine_for  # noqa: E402
-from dispenser_hub.adapters.scheduler import PeriodicJobs  # noqa: E402
+from dispenser_hub.adapters.scheduler import PacedLoop, PeriodicJobs  # noqa: E402
 from dispenser_hub.bootstrap import DEADLINE_TICK_S, SEND_EVERY_S  # noqa: E402
 from dispenser_hub.domain.model import (  # noqa: E402
     Contact,
@@ -84,19 +89,20 @@ from dispenser_hub.ports import Delivery  # noqa: E402
 from dispenser_hub.services.alarm_records import PLAN_ESCALATION  # noqa: E402
 from dispenser_hub.services.deadlines import BATCH, DeadlineTimer  # noqa: E402
 from dispenser_hub.services.doses import CLOSE, REPORT_GRACE  # noqa: E402
-from dispenser_hub.services.escalations import STEP, Escalations  # noqa: E402
+from dispenser_hub.services.escalations import PREPARE_AHEAD, STEP, Escalations  # noqa: E402
 from dispenser_hub.services.notifications import NotificationSender  # noqa: E402
 from dispenser_hub.services.schedules import ScheduleService  # noqa: E402
 from firmware_protocol.messages import Family  # noqa: E402
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from sqlalchemy import Engine
 
     from dispenser_hub.ports import UnitOfWork, UnitOfWorkFactory
 
 POSTGRES_ENV = "DISPENSER_TEST_POSTGRES_URL"
+T = TypeVar("T")
 TARGET_P99_S = 1.0
 LEAD_S = 2.0
 """The deadlines fall due this long after the clock is set (the timer is running by then)."""
@@ -205,9 +211,16 @@ def add_fixtures(uow_factory: UnitOfWorkFactory, patients: int, *, now: datetime
 class Delays:
     """Delays (s) of ``count`` items from their due moment; throughput over the span."""
 
-    name: str
     values: list[float]
     span_s: float
+
+    @classmethod
+    def between(cls, due: Mapping[str, datetime], done: Mapping[str, datetime], start: datetime) -> Delays:
+        """Each key's delay from ``due`` to ``done``; the span from ``start`` to the last one done."""
+        return cls(
+            [(at - due[key]).total_seconds() for key, at in done.items() if key in due],
+            (max(done.values()) - start).total_seconds(),
+        )
 
     def summary(self) -> dict[str, float]:
         """p50, p95, p99, max (s) and items per second."""
@@ -236,7 +249,7 @@ class JobStats:
     calls: int = 0
     seconds: float = 0.0
     longest: float = 0.0
-    results: list[int] = field(default_factory=list)
+    results: list[object] = field(default_factory=list)
 
 
 class Instrumented:
@@ -250,11 +263,17 @@ class Instrumented:
         self.profiling = False
         self._lock = threading.Lock()
 
-    def job(self, name: str, run: Callable[[], int]) -> Callable[[], int]:
+    def restart(self, *, profiling: bool) -> None:
+        """Forget the jobs' figures so far; profile from now if ``profiling``."""
+        self.profiling = profiling
+        for stats in self.jobs.values():
+            stats.calls, stats.seconds, stats.longest, stats.results = 0, 0.0, 0.0, []
+
+    def job(self, name: str, run: Callable[[], T]) -> Callable[[], T]:
         """``run`` timed (and profiled when ``profiling``)."""
         stats = self.jobs.setdefault(name, JobStats())
 
-        def timed() -> int:
+        def timed() -> T:
             started = time.perf_counter()
             if self.profiling:
                 profiler = cProfile.Profile()
@@ -298,17 +317,36 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> floa
     return time.perf_counter() - started
 
 
-def step_deadlines(engine: Engine) -> dict[str, datetime]:
-    """Pending ``escalation.step`` deadlines of the relatives (first step, index 0): key -> due_at."""
-    deadline = sa.table("deadline", sa.column("key"), sa.column("kind"), sa.column("due_at"))
-    query = sa.select(deadline.c.key, deadline.c.due_at).where(deadline.c.kind == STEP)
-    found: dict[str, datetime] = {}
+def step_deadlines(engine: Engine) -> dict[str, tuple[datetime, datetime]]:
+    """The relatives' ``escalation.step`` deadlines (first step, index 0): key -> (due_at, step time)."""
+    deadline = sa.table(
+        "deadline", sa.column("key"), sa.column("kind"), sa.column("due_at"), sa.column("payload")
+    )
+    query = sa.select(deadline.c.key, deadline.c.due_at, deadline.c.payload).where(deadline.c.kind == STEP)
+    found: dict[str, tuple[datetime, datetime]] = {}
     with engine.connect() as connection:
-        for key, due_at in connection.execute(query):
+        for key, due_at, payload in connection.execute(query):
             if key.split(":")[2] == "0":  # esc:<alarm>:<step>:<repeat>:<count>
-                due = due_at if isinstance(due_at, datetime) else datetime.fromisoformat(str(due_at))
-                found[key] = due if due.tzinfo else due.replace(tzinfo=UTC)
+                fields = payload if isinstance(payload, dict) else json.loads(payload)
+                found[key] = (aware(due_at), aware(fields["at"]))
     return found
+
+
+def one_instant(uow_factory: UnitOfWorkFactory, at: datetime) -> None:
+    """Move every first step to ``at`` (the worst case: every alarm raised in the same instant)."""
+    with uow_factory() as uow:
+        for deadline in uow.deadlines.pending(kind=STEP, limit=10**7):
+            if deadline.key.split(":")[2] != "0":  # esc:<alarm>:<step>:<repeat>:<count>
+                continue
+            payload = {**deadline.payload, "at": at.isoformat()}
+            uow.deadlines.update(replace(deadline, due_at=at - PREPARE_AHEAD, payload=payload))
+        uow.commit()
+
+
+def aware(value: object) -> datetime:
+    """A stored time (a datetime, or ISO text from SQLite) as aware UTC."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def step_key_of(notification_key: str) -> str:
@@ -329,38 +367,28 @@ class HubRun:
 
 
 class HubTimers:
-    """The deadline timer's job and the notification sender's thread, run as ``Hub.start`` runs them."""
+    """The deadline timer's job and the notification sender's loop, run as ``Hub.start`` runs them."""
 
-    def __init__(self, tick: Callable[[], object], send: Callable[[], object]) -> None:
-        """``tick``: the timer's tick (returns how many fired); ``send``: one sender call."""
-        self._tick, self._send = tick, send
-        self._wake, self._stopping = threading.Event(), threading.Event()
+    def __init__(self, tick: Callable[[], int], send: Callable[[], float]) -> None:
+        """``tick``: the timer's tick (how many fired); ``send``: one run of ``Hub.send_notifications``."""
+        self._tick = tick
         self._jobs = PeriodicJobs()
         self._jobs.every(DEADLINE_TICK_S, self._fire, name="deadline-timer")
-        self._thread = threading.Thread(target=self._send_loop, name="send-notifications", daemon=True)
+        self._sender = PacedLoop(send, name="send-notifications")
 
     def _fire(self) -> None:  # Hub.fire_deadlines: a tick that fired something wakes the sender
         if self._tick():
-            self._wake.set()
-
-    def _send_loop(self) -> None:  # Hub._send_notifications: every SEND_EVERY_S, or at once when woken
-        while not self._stopping.is_set():
-            self._wake.wait(SEND_EVERY_S)
-            self._wake.clear()
-            if not self._stopping.is_set():
-                self._send()
+            self._sender.wake()
 
     def start(self) -> None:
         """Start both."""
         self._jobs.start()
-        self._thread.start()
+        self._sender.start()
 
     def stop(self) -> None:
         """Stop both, waiting for the work in hand."""
         self._jobs.stop()
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join()
+        self._sender.stop()
 
 
 def run_hub(engine: Engine, patients: int, args: argparse.Namespace) -> HubRun:
@@ -382,9 +410,14 @@ def run_hub(engine: Engine, patients: int, args: argparse.Namespace) -> HubRun:
     sender = NotificationSender(
         uow_factory, clock, {"sms": sms, "console": console}, move_on=escalations.move_on
     )
+
+    def send_notifications() -> float:  # Hub.send_notifications
+        sender.send_due()
+        return sender.seconds_to_next(SEND_EVERY_S)
+
     timers = HubTimers(
         instrumented.job("deadline-timer", timer.tick),
-        instrumented.job("send-notifications", sender.send_due),
+        instrumented.job("send-notifications", send_notifications),
     )
     close_due = DOSE_DUE + DoseWindow().late + REPORT_GRACE
     clock.set(close_due, after_s=LEAD_S)
@@ -396,40 +429,35 @@ def run_hub(engine: Engine, patients: int, args: argparse.Namespace) -> HubRun:
             args.timeout,
             "every alarm's escalation to be planned",
         )
-        planned = list(instrumented.handled[PLAN_ESCALATION].values())
-        close_to_plan = Delays(
-            "close due -> escalation planned",
-            [(at - close_due).total_seconds() for at in planned],
-            (max(planned) - close_due).total_seconds(),
-        )
+        planned = instrumented.handled[PLAN_ESCALATION]
+        close_to_plan = Delays.between(dict.fromkeys(planned, close_due), planned, close_due)
         wait_for(  # the last plan batch commits
             lambda: len(step_deadlines(engine)) >= patients, args.timeout, "the planned steps' commit"
         )
+        if not args.natural:
+            one_instant(uow_factory, max(at for _, at in step_deadlines(engine).values()))
         steps = step_deadlines(engine)
-        first_due = min(steps.values())
-        say(args, f"phase 2: {patients:,} first steps (relative, SMS) due at once; dispatching ...")
-        instrumented.profiling = args.profile is not None
-        for stats in instrumented.jobs.values():
-            stats.calls, stats.seconds, stats.longest, stats.results = 0, 0.0, 0.0, []
-        clock.set(first_due, after_s=LEAD_S)
+        first_prepare = min(due for due, _ in steps.values())
+        first_step = min(at for _, at in steps.values())
+        say(args, f"phase 2a: {patients:,} first steps (relative, SMS) prepared {PREPARE_AHEAD} ahead ...")
+        clock.set(first_prepare, after_s=LEAD_S)
+        wait_for(
+            lambda: len(instrumented.handled[STEP]) >= patients, args.timeout, "every step to be prepared"
+        )
+        prepare_due = {key: due for key, (due, _) in steps.items()}
+        step_to_queued = Delays.between(prepare_due, instrumented.handled[STEP], first_prepare)
+        time.sleep(1.5)  # the last batch commits
+        say(args, f"phase 2b: the {patients:,} steps' time; dispatching ...")
+        instrumented.restart(profiling=args.profile is not None)
+        clock.set(first_step, after_s=LEAD_S)
         wait_for(lambda: len(sms.sent) >= patients, args.timeout, "every notification to be sent")
         instrumented.profiling = False
         time.sleep(1.5)  # a further tick and round, to see that nothing more goes out
     finally:
         timers.stop()
         timer.release()
-    queued = instrumented.handled[STEP]
     sent = {step_key_of(key): at for key, at in sms.sent.items()}
-    last_sent = max(sent.values())
-    step_to_sent = Delays(
-        "step due -> SMS sent", [(at - steps[key]).total_seconds() for key, at in sent.items()], 0.0
-    )
-    step_to_sent.span_s = (last_sent - first_due).total_seconds()
-    step_to_queued = Delays(
-        "step due -> notification queued",
-        [(at - steps[key]).total_seconds() for key, at in queued.items() if key in steps],
-        (max(queued.values()) - first_due).total_seconds(),
-    )
+    step_to_sent = Delays.between({key: at for key, (_, at) in steps.items()}, sent, first_step)
     checks, problems = check_hub(engine, patients, sms, console)
     if args.profile:
         write_profile(instrumented.profile, args.profile)
@@ -550,7 +578,7 @@ def run_baseline(engine: Engine, patients: int, args: argparse.Namespace) -> Del
             )
     delays = [(at - due).total_seconds() for at in channel.sent.values()]
     assert len(delays) == patients, f"baseline sent {len(delays)} of {patients}"
-    return Delays("naive dispatcher (same rows)", delays, max(delays))
+    return Delays(delays, max(delays))
 
 
 # -- report -------------------------------------------------------------------------------------------------
@@ -617,8 +645,8 @@ def report(
     print("|---|---:|---:|---:|---:|---:|---:|")
     for delays, label in (
         (hub.close_to_plan, "phase 1: dose.close due -> escalation planned (handler ran)"),
-        (hub.step_to_queued, "phase 2: step due -> notification queued (handler ran)"),
-        (hub.step_to_sent, "phase 2: step due -> SMS channel send() (**the target**)"),
+        (hub.step_to_queued, f"phase 2a: step deadline due ({PREPARE_AHEAD} ahead) -> notification stored"),
+        (hub.step_to_sent, "phase 2b: step time -> SMS channel send() (**the target**)"),
         (baseline, "baseline: naive dispatcher, due -> send()"),
     ):
         s = delays.summary()
@@ -653,6 +681,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--send-latency-ms", type=float, default=0.0, help="sleep per channel send (0)")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up on a phase after (900 s)")
     parser.add_argument("--profile", metavar="PATH", help="cProfile phase 2's ticks and rounds to PATH")
+    parser.add_argument(
+        "--natural",
+        action="store_true",
+        help="keep each step's time as planned (raise + 30 min, spread over phase 1) instead of one instant",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
     if args.patients < 1 or args.batch < 1 or args.send_latency_ms < 0:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ from dispenser_hub.adapters.db.uow import SqlUnitOfWorkFactory
 from dispenser_hub.adapters.mqtt.hub_client import HubMqttClient
 from dispenser_hub.adapters.notify.factory import channels_from_settings
 from dispenser_hub.adapters.pki import CaMissingError, CertificateAuthority
-from dispenser_hub.adapters.scheduler import PeriodicJobs
+from dispenser_hub.adapters.scheduler import PacedLoop, PeriodicJobs
 from dispenser_hub.ports import StorageUnavailableError
 from dispenser_hub.services.ack import notice_secret
 from dispenser_hub.services.alarm_records import PLAN_ESCALATION
@@ -78,9 +77,7 @@ class Hub:
     channels: dict[str, NotificationChannel] = field(default_factory=dict)
     jobs: PeriodicJobs = field(default_factory=PeriodicJobs)
     started: bool = False
-    _wake_sender: threading.Event = field(default_factory=threading.Event, repr=False)
-    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
-    _sender: threading.Thread | None = field(default=None, repr=False)
+    _sender: PacedLoop | None = field(default=None, repr=False)
 
     def start(self) -> None:
         """Connect to the broker and start the timers (returns at once)."""
@@ -91,43 +88,31 @@ class Hub:
         self.jobs.every(SCHEDULE_EVERY_S, self.supply.sweep, name="refill-sweep")
         self.jobs.every(DEADLINE_TICK_S, self.fire_deadlines, name="deadline-timer")
         self.jobs.start()
-        self._stopping.clear()
-        self._sender = threading.Thread(
-            target=self._send_notifications, name="send-notifications", daemon=True
-        )
+        self._sender = PacedLoop(self.send_notifications, name="send-notifications")
         self._sender.start()
         self.started = True
 
     def fire_deadlines(self) -> int:
         """Fire what is due; wake the notification sender if that made something to send."""
         fired = self.deadlines.tick()
-        if fired:
-            self._wake_sender.set()
+        if fired and self._sender is not None:
+            self._sender.wake()
         return fired
 
-    def _send_notifications(self) -> None:
-        """The sender's own thread: every ``SEND_EVERY_S``, or at once when woken.
+    def send_notifications(self) -> float:
+        """One run of the sender's own thread: send what is due; returns the seconds until more is due.
 
-        Its network I/O never holds up the deadline timer or ingest.
+        At most ``SEND_EVERY_S``. Its network I/O never holds up the deadline timer or ingest.
         """
-        while not self._stopping.is_set():
-            self._wake_sender.wait(SEND_EVERY_S)
-            self._wake_sender.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self.notifications.send_due()
-            except Exception:  # noqa: BLE001 - logged; the next round tries again
-                _log.exception("sending notifications failed; the next round tries again")
+        self.notifications.send_due()
+        return self.notifications.seconds_to_next(SEND_EVERY_S)
 
     def stop(self) -> None:
         """Stop timers, finish the batch in hand, disconnect, release the database."""
         if self.started:
             self.jobs.stop()
-            self._stopping.set()
-            self._wake_sender.set()
             if self._sender is not None:
-                self._sender.join()
+                self._sender.stop()
             self.mqtt.stop()
             self.started = False
             try:

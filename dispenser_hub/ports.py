@@ -455,11 +455,27 @@ class NotificationRepository(Protocol):
         """Replace the stored notification with the same id (``NotFoundError`` if there is none)."""
         ...
 
-    def due(self, now: datetime, *, limit: int = 100) -> list[Notification]:
-        """Pending notifications whose ``next_attempt_at`` is at or before ``now``, earliest first.
+    def claim(self, now: datetime, *, until: datetime, limit: int = 100) -> list[Notification]:
+        """Claim the pending notifications due at ``now`` (earliest ``next_attempt_at`` first, then id).
 
-        A database store locks them for this transaction, skipping rows another transaction holds.
+        Their ``next_attempt_at`` moves to ``until`` (returned so), so no other sender picks them before
+        then. A database store skips rows another transaction holds.
         """
+        ...
+
+    def record(self, outcomes: Sequence[Notification]) -> list[Notification]:
+        """Store attempts' outcomes by id, in their outcome columns only.
+
+        Those are ``status``, ``attempts``, ``sent_at``, ``next_attempt_at`` and ``last_error``; nothing else
+        of a row changes (a link used meanwhile stays used). An outcome is not stored when its
+        row is no longer ``PENDING`` (cancelled meanwhile) unless the outcome is ``SENT`` (the message went
+        out), nor when the row is gone. Returns the outcomes stored, in order. A database store locks the
+        rows while it decides.
+        """
+        ...
+
+    def next_due(self) -> datetime | None:
+        """The earliest ``next_attempt_at`` of a pending notification (``None``: nothing pending)."""
         ...
 
     def for_alarm(self, alarm_id: int) -> list[Notification]:

@@ -19,10 +19,11 @@ Rules of the stepping:
   messages in its inbox (they arrived since the previous point) it ingests them as one batch
   (``IngestService.handle``, as the MQTT adapter hands it a batch), sends due commands
   (``CommandSender.send_due``), and delivers them to the devices; repeated until nothing more comes back.
-  Its timers run at the grid point where they are due: the deadline timer when the earliest pending
-  deadline is due (``deadlines.pending``), then the notification sender; the no-contact sweep when a
-  device has been silent for the allowed silence (from what the driver delivered) and every
-  ``SAFETY_SWEEP_MS`` anyway; the schedule and refill sweeps every ``SWEEP_MS``; the outbox every
+  Its timers run at the grid point where they are due: the deadline timer and then the notification
+  sender when the earliest pending deadline or notification is due (``deadlines.pending``,
+  ``notifications.next_due``: an escalation step's notifications are stored ahead of its time); the
+  no-contact sweep when a device has been silent for the allowed silence (from what the driver delivered)
+  and every ``SAFETY_SWEEP_MS`` anyway; the schedule and refill sweeps every ``SWEEP_MS``; the outbox every
   ``SAFETY_SWEEP_MS`` for retries. Idle grid points are skipped. So the hub's reaction times are those of
   a hub whose timers tick once a cadence, never sooner than the real hub's (1 s) nor later by more than a
   cadence (the schedule sweep: by ``SWEEP_MS`` instead of 5 minutes).
@@ -315,7 +316,8 @@ class SteppedRun:
         self._covered: set[str] = set()
         """Devices the no-contact sweep has seen silent (until the driver delivers from them again)."""
         self._silence_ms = int(self.hub.presence.allowed_silence.total_seconds() * 1000)
-        self._next_deadline: int | None = None
+        self._next_timer: int | None = None
+        """When the next deadline or notification (a step's, stored ahead of it) is due."""
         self._next_sweep = self.now + SWEEP_AT_MS
         self._next_safety = self.now
         self._acks: list[tuple[int, int]] = []
@@ -445,7 +447,7 @@ class SteppedRun:
         safety = now >= self._next_safety
         self._exchange(outbox=safety)
         timers = False
-        if self._next_deadline is not None and self._next_deadline <= now:
+        if self._next_timer is not None and self._next_timer <= now:
             hub.deadlines.tick()
             self.stats.deadline_ticks += 1
             hub.notifications.send_due()
@@ -474,7 +476,10 @@ class SteppedRun:
         self._exchange(outbox=timers)
         with hub.uow_factory() as uow:  # every step may have scheduled deadlines (ingest, timers, acks)
             pending = uow.deadlines.pending(limit=1)
-        self._next_deadline = to_ms(pending[0].due_at) if pending else None
+            notification = uow.notifications.next_due()  # an escalation step's, stored ahead
+        due = [to_ms(pending[0].due_at)] if pending else []
+        due += [to_ms(notification)] if notification is not None else []
+        self._next_timer = min(due, default=None)
 
     def _note_sent(self) -> None:
         """Plan the operator's acknowledgement of alarms whose first notification just went out."""
@@ -501,8 +506,8 @@ class SteppedRun:
         elif self._inbox:
             start = self.scenario.start_ms
             candidates.append(start + -(-(self.now - start) // LIVENESS_MS) * LIVENESS_MS)
-        if self._next_deadline is not None:
-            candidates.append(self._next_deadline)
+        if self._next_timer is not None:
+            candidates.append(self._next_timer)
         if self._acks:
             candidates.append(self._acks[0][0])
         waiting = [at + self._silence_ms for d, at in self._heard.items() if d not in self._covered]

@@ -12,6 +12,8 @@ The contract test suite runs one set of tests over every implementation of the r
   bug: ``ValueError``); JSON bodies are stored as a JSON copy, so a caller that mutates its dict afterwards
   does not change the stored event, and a body that is not JSON fails before it is stored.
 * **Pages.** ``offset`` and ``limit`` must not be negative (SQLite would read a negative limit as "no limit").
+* **A notification's outcome** (``NotificationRepository.record``): only the outcome columns change, and
+  only on a row still ``PENDING``, or on any row when the outcome is ``SENT`` (``outcome_applies``).
 * **Derived unique keys.** An open alarm holds its dedup key in ``open_key``, an active binding its device and
   patient in ``active_device_id``/``active_patient_id``, an active roll load its device and roll in
   ``active_device_id``/``active_roll_id``; closed ones hold ``None``, which never collides.
@@ -24,12 +26,14 @@ from dataclasses import fields, is_dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dispenser_hub.domain.model import NotificationStatus
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from _typeshed import DataclassInstance
 
-    from dispenser_hub.domain.model import Alarm, Binding
+    from dispenser_hub.domain.model import Alarm, Binding, Notification
     from dispenser_hub.domain.rolls import RollLoad
 
 R = TypeVar("R", bound="DataclassInstance")
@@ -213,3 +217,17 @@ def check_page(offset: int, limit: int) -> None:
     if offset < 0 or limit < 0:
         msg = f"offset and limit must not be negative (got offset={offset}, limit={limit})"
         raise ValueError(msg)
+
+
+def outcome_applies(current: NotificationStatus, outcome: Notification) -> bool:
+    """Whether an attempt's ``outcome`` is stored over a row in status ``current`` (see the module rules)."""
+    return current is NotificationStatus.PENDING or outcome.status is NotificationStatus.SENT
+
+
+OUTCOME_COLUMNS = ("status", "attempts", "sent_at", "next_attempt_at", "last_error")
+"""The columns an attempt's outcome writes (``NotificationRepository.record``)."""
+
+
+def with_outcome(current: Notification, outcome: Notification) -> Notification:
+    """``current`` with ``outcome``'s outcome columns (``OUTCOME_COLUMNS``)."""
+    return replace(current, **{name: getattr(outcome, name) for name in OUTCOME_COLUMNS})

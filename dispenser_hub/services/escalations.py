@@ -10,12 +10,16 @@ Rules (the policies and the step plan are ``domain.escalation``; texts and codes
   (``escalation.step``, keyed ``esc:<alarm>:<step>:<repeat>``) carrying its target: the plan *is* the
   snapshot, so editing a policy later changes no alarm in flight. A patient's pauses (hospital, travel)
   are silences for the patient's alarms; non-urgent steps move out of quiet hours (22:00-07:00).
-- **A step, when due** (``on_step``): nothing if the alarm is no longer active (acknowledged or resolved:
-  acknowledgement stops the chain). A repeat whose next repeat is due too (the hub was down across both)
-  is skipped: the latest one speaks for it (``domain.escalation.next_due``'s rule). Otherwise one
-  notification per recipient (``routing.recipients``: the
-  relative, the response centre, the person on call, a named person), keyed by the step and the recipient,
-  so no step ever notifies anyone twice.
+- **A step, shortly before its time** (``on_step``; the deadline is due ``PREPARE_AHEAD`` before the step,
+  whose time is in the payload, ``step_time``): nothing if the alarm is no longer active (acknowledged or
+  resolved: acknowledgement stops the chain). A repeat whose next repeat's time has come too (the hub was
+  down across both) is skipped: the latest one speaks for it (``domain.escalation.next_due``'s rule), and
+  a late repeat cancels the notifications of the one before that were stored but never tried. Otherwise
+  one notification per recipient (``routing.recipients``, for the step's time: the relative, the response
+  centre, the person on call then, a named person), keyed by the step and the recipient, so no step ever
+  notifies anyone twice, and due at the step's time. So at that time only the sender's claim stands between
+  the step and the messages (10,000 steps of one instant go out within a second), and an acknowledgement
+  in between cancels them like any unsent notification. A step prepared late is due at once.
 - **Texts** carry no patient data: the alarm kind, its VKP code, the dispenser id and how to acknowledge.
   An SMS carries a reply code (``notices.render_sms``; the reply must come from the number it went to); an
   e-mail the reply code and a one-time link (``notices.render_email``, ``ack_link``), a webhook a JSON body
@@ -25,9 +29,9 @@ Rules (the policies and the step plan are ``domain.escalation``; texts and codes
 - **Acknowledged** (``on_acknowledged``): the notifications not sent yet are cancelled, and the pending
   steps' deadlines too.
 - **Moving on** (``move_on``): when a notification of a step cannot be delivered (its channel keeps
-  failing), the alarm's next pending step is brought forward to now (a non-urgent one to the end of quiet
-  hours at the earliest), so the chain does not wait on a dead channel; if there is no later step, the
-  response centre's console gets the step instead.
+  failing), the alarm's next step is brought forward to now (a non-urgent one to the end of quiet hours at
+  the earliest): its stored notifications if it was prepared, else its deadline. So the chain does not wait
+  on a dead channel; if there is no later step, the response centre's console gets the step instead.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from dispenser_hub.domain.escalation import (
@@ -78,8 +82,6 @@ from dispenser_hub.services.routing import (
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from dispenser_hub.domain.escalation import Policy
     from dispenser_hub.domain.model import Alarm
     from dispenser_hub.ports import UnitOfWork
@@ -87,6 +89,9 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 STEP: Final = "escalation.step"
 """Deadline kind of an escalation step."""
+PREPARE_AHEAD: Final = timedelta(minutes=2)
+"""A step's deadline falls due this long before the step: its notifications are stored, due at the step's
+time, so the sender alone stands between the step's time and the messages (see the module rules)."""
 SILENCE_LOOKBACK: Final = timedelta(days=1)
 LINK_VALID: Final = timedelta(days=7)
 """How long an acknowledgement link works (an alarm open longer is acknowledged in the console)."""
@@ -161,13 +166,14 @@ class Escalations:
                 Deadline(
                     key=_chain_key(step.key, alarm.count),  # a repeat that escalates again gets its own
                     kind=STEP,
-                    due_at=step.at,
+                    due_at=step.at - PREPARE_AHEAD,
                     created_at=now,
                     payload={
                         "alarm_id": alarm.id,
                         "policy": policy.name,
                         "target": step.target.value,
                         "person": step.person,
+                        "at": step.at.isoformat(),
                     },
                 )
             )
@@ -198,6 +204,10 @@ class Escalations:
             return  # acknowledged or resolved: the chain stops
         if _superseded(uow, deadline, now):
             return  # a hub that was down sends a step's latest due repeat only
+        at = step_time(deadline)
+        if at <= now:  # late: earlier repeats stored but never tried are spoken for by this one
+            _cancel_earlier_untried(uow, alarm, deadline.key)
+        goes_out = max(at, now)
         target = Target(str(deadline.payload["target"]))
         person = deadline.payload.get("person")
         found = recipients(
@@ -205,12 +215,12 @@ class Escalations:
             alarm,
             target,
             person=str(person) if person else None,
-            at=now,
+            at=goes_out,
             centre_webhook=self._centre_webhook,
         )
         for recipient in found:
             try:
-                self._notify(uow, alarm, deadline.key, recipient, now)
+                self._notify(uow, alarm, deadline.key, recipient, now, at=goes_out)
             except NoticeError as error:  # one recipient's bad data does not silence the others
                 _log.warning(
                     "alarm %s step %s: %s cannot be notified: %s",
@@ -220,12 +230,20 @@ class Escalations:
                     error,
                 )
                 note = f" ({recipient.channel} to {recipient.recipient} could not be written: {error.field})"
-                self._notify(uow, alarm, deadline.key, centre(note), now)
+                self._notify(uow, alarm, deadline.key, centre(note), now, at=goes_out)
 
     def _notify(
-        self, uow: UnitOfWork, alarm: Alarm, step_key: str, recipient: Recipient, now: datetime
+        self,
+        uow: UnitOfWork,
+        alarm: Alarm,
+        step_key: str,
+        recipient: Recipient,
+        now: datetime,
+        *,
+        at: datetime,
     ) -> None:
-        subject, text = self.message(alarm, step_key, recipient, now)
+        """Store the notification of one step to one recipient, due ``at`` (its links valid from then)."""
+        subject, text = self.message(alarm, step_key, recipient, at)
         uow.notifications.add(
             Notification(
                 key=f"{step_key}:{recipient.recipient}:{recipient.channel}",
@@ -235,7 +253,7 @@ class Escalations:
                 subject=subject,
                 text=text,
                 created_at=now,
-                next_attempt_at=now,
+                next_attempt_at=at,
                 alarm_id=alarm.id,
                 step_key=step_key,
             )
@@ -292,18 +310,33 @@ class Escalations:
         Returns whether a later step was brought forward. Nothing happens for an alarm no longer active.
         """
         alarm = uow.alarms.get(alarm_id)
-        if alarm is None or alarm.status is not AlarmStatus.ACTIVE:
+        if alarm is None or alarm.status is not AlarmStatus.ACTIVE or alarm.id is None:
             return False
+        soonest = now if is_urgent(alarm.kind, alarm.severity) else self._quiet.next_allowed(now)
+        stored = [  # a later step already stored, not tried yet (a retry of an earlier one is not a step)
+            notification
+            for notification in uow.notifications.for_alarm(alarm.id)
+            if notification.status is NotificationStatus.PENDING
+            and notification.attempts == 0
+            and notification.step_key != failed.step_key
+            and notification.next_attempt_at > now
+        ]
         steps = pending_steps(uow, alarm)
+        if stored and (not steps or min(n.next_attempt_at for n in stored) <= step_time(steps[0])):
+            first = min(stored, key=lambda n: (n.next_attempt_at, n.step_key or ""))
+            for notification in stored:
+                if notification.step_key == first.step_key and soonest < notification.next_attempt_at:
+                    uow.notifications.update(dataclasses.replace(notification, next_attempt_at=soonest))
+            return True
         if steps:
-            following = min(steps, key=lambda d: (d.due_at, d.key))
-            soonest = now if is_urgent(alarm.kind, alarm.severity) else self._quiet.next_allowed(now)
-            if soonest < following.due_at:  # a non-urgent step stays out of quiet hours
-                uow.deadlines.update(dataclasses.replace(following, due_at=soonest))
+            following = steps[0]
+            if soonest < step_time(following):  # a non-urgent step stays out of quiet hours
+                payload = {**following.payload, "at": soonest.isoformat()}
+                uow.deadlines.update(dataclasses.replace(following, due_at=soonest, payload=payload))
             return True
         if failed.step_key is not None and failed.recipient != RESPONSE_CENTRE:
             note = f" ({failed.channel} to {failed.recipient} failed: {failed.last_error or 'not delivered'})"
-            self._notify(uow, alarm, failed.step_key, centre(note), now)
+            self._notify(uow, alarm, failed.step_key, centre(note), now, at=now)
         return False
 
     @staticmethod
@@ -328,11 +361,47 @@ def _chain_key(planned_key: str, count: int) -> str:
     return f"{planned_key}:{count}"
 
 
-def _superseded(uow: UnitOfWork, deadline: Deadline, now: datetime) -> bool:
-    """Whether the next repeat of this step (key ``esc:<alarm>:<step>:<repeat>:<count>``) is due as well."""
-    parts = deadline.key.split(":")
+def step_time(deadline: Deadline) -> datetime:
+    """When a step deadline's notifications go out (``PREPARE_AHEAD`` after the deadline, as planned).
+
+    A deadline stored before steps were prepared ahead has no ``at``: its own due time is the step's.
+    """
+    at = deadline.payload.get("at")
+    return datetime.fromisoformat(at) if isinstance(at, str) else deadline.due_at
+
+
+def _parts(key: str) -> tuple[int, int, int, int] | None:
+    """(alarm, step, repeat, count) of a step deadline's key ``esc:<alarm>:<step>:<repeat>:<count>``."""
+    parts = key.split(":")
     if len(parts) != 5 or not all(part.isdigit() for part in parts[1:]):  # noqa: PLR2004 - the key's parts
-        return False
+        return None
     alarm_id, index, repeat, count = (int(part) for part in parts[1:])
+    return alarm_id, index, repeat, count
+
+
+def _superseded(uow: UnitOfWork, deadline: Deadline, now: datetime) -> bool:
+    """Whether the next repeat of this step is due as well (its time has come)."""
+    parts = _parts(deadline.key)
+    if parts is None:
+        return False
+    alarm_id, index, repeat, count = parts
     following = uow.deadlines.get(_chain_key(planned_key(alarm_id, index, repeat + 1), count))
-    return following is not None and following.pending and following.due_at <= now
+    return following is not None and following.pending and step_time(following) <= now
+
+
+def _cancel_earlier_untried(uow: UnitOfWork, alarm: Alarm, key: str) -> None:
+    """Cancel the pending, never tried notifications of this step's earlier repeats (same chain)."""
+    parts = _parts(key)
+    if parts is None or parts[2] == 0 or alarm.id is None:
+        return
+    alarm_id, index, repeat, count = parts
+    for notification in uow.notifications.for_alarm(alarm.id):
+        earlier = _parts(notification.step_key or "")
+        if (
+            earlier is not None
+            and (earlier[0], earlier[1], earlier[3]) == (alarm_id, index, count)
+            and earlier[2] < repeat
+            and notification.status is NotificationStatus.PENDING
+            and notification.attempts == 0
+        ):
+            uow.notifications.update(dataclasses.replace(notification, status=NotificationStatus.CANCELLED))

@@ -3,17 +3,20 @@
 Rules:
 
 - **A notification is a row before it is a message** (whoever decides to notify adds it to
-  ``uow.notifications`` in its own transaction); ``NotificationSender.send_due``, called from a timer and
-  right after a deadline tick that fired something, sends every pending row whose ``next_attempt_at`` has
-  come, in rounds of at most ``limit`` until none is left, one round at a time (a lock, as
-  ``downlink.CommandSender``): a second caller waits, then finds nothing left to send.
+  ``uow.notifications`` in its own transaction, possibly due later: an escalation step's notifications are
+  stored shortly before the step's time). ``NotificationSender.send_due``, called from the sender's loop
+  (which sleeps until the next row is due, ``seconds_to_next``, or is woken by a deadline tick that fired
+  something), sends every pending row whose ``next_attempt_at`` has come, in rounds of at most ``limit``
+  until none is left, one round at a time (a lock, as ``downlink.CommandSender``): a second caller waits,
+  then finds nothing left to send.
 - **No transaction is open while a channel talks to the network**: a round *claims* its rows in a short
-  transaction (their ``next_attempt_at`` moves ``CLAIM`` ahead, so no other sender picks them), hands them
-  to the channels with no database lock held (a slow SMS gateway does not stall ingest or the deadline
-  timer), then records the outcomes in a second short transaction: only the outcome columns, so a link used
-  meanwhile stays used. A row cancelled meanwhile (its alarm acknowledged) stays cancelled unless the
-  channel had already accepted it. A round that has sent for ``SEND_BUDGET_S`` (a slow gateway) releases
-  the rest of its claim at once rather than let it run out mid-round.
+  transaction (``claim``: their ``next_attempt_at`` moves ``CLAIM`` ahead, so no other sender picks them),
+  hands them to the channels with no database lock held (a slow SMS gateway does not stall ingest or the
+  deadline timer), then records the outcomes in a second short transaction (``record``, one batch): only
+  the outcome columns, so a link used meanwhile stays used. A row cancelled meanwhile (its alarm
+  acknowledged) stays cancelled unless the channel had already accepted it. A round that has sent for
+  ``SEND_BUDGET_S`` (a slow gateway) releases the rest of its claim at once rather than let it run out
+  mid-round.
 - **Outcome of an attempt** (``ports.Delivery``):
 
   - accepted (``ok``): ``SENT``, with ``sent_at`` and the attempt counted;
@@ -83,18 +86,6 @@ def retry_delay(attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failed attempt: 30 s doubling, at most 15 min."""
     factor: int = 2 ** max(0, attempts - 1)
     return min(MAX_RETRY, FIRST_RETRY * factor)
-
-
-def _outcome(current: Notification, after: Notification) -> Notification:
-    """The stored row with the attempt's outcome columns only (a link used meanwhile stays used)."""
-    return dataclasses.replace(
-        current,
-        status=after.status,
-        attempts=after.attempts,
-        sent_at=after.sent_at,
-        next_attempt_at=after.next_attempt_at,
-        last_error=after.last_error,
-    )
 
 
 class MoveOn(Protocol):
@@ -171,34 +162,37 @@ class NotificationSender:
         """Claim, send, record (see the module rules); returns (whether more may be due, accepted)."""
         now = self._clock.now().astimezone(UTC)
         with self._uow_factory() as uow:
-            claimed = uow.notifications.due(now, limit=limit)
-            for notification in claimed:
-                uow.notifications.update(dataclasses.replace(notification, next_attempt_at=now + CLAIM))
+            claimed = uow.notifications.claim(now, until=now + CLAIM, limit=limit)
             uow.commit()
-        outcomes: list[tuple[Notification, Notification]] = []
+        outcomes: list[Notification] = []
         started = time.monotonic()
         for notification in claimed:
             if outcomes and time.monotonic() - started > SEND_BUDGET_S:
                 break  # a slow channel: the rest is released below, before its claim runs out
-            outcomes.append((notification, self._attempt(notification, now)))
-        accepted = 0
+            outcomes.append(self._attempt(notification, now))
+        released = [dataclasses.replace(unsent, next_attempt_at=now) for unsent in claimed[len(outcomes) :]]
         with self._uow_factory() as uow:
-            for before, after in outcomes:
-                current = uow.notifications.by_key(before.key)
-                if current is None or (
-                    current.status is not NotificationStatus.PENDING
-                    and after.status is not NotificationStatus.SENT
-                ):
-                    continue  # cancelled meanwhile, and nothing went out
-                uow.notifications.update(_outcome(current, after))
-                self._follow_up(uow, before, after, now)
-                accepted += after.status is NotificationStatus.SENT
-            for unsent in claimed[len(outcomes) :]:
-                current = uow.notifications.by_key(unsent.key)
-                if current is not None and current.status is NotificationStatus.PENDING:
-                    uow.notifications.update(dataclasses.replace(current, next_attempt_at=now))
+            stored = uow.notifications.record(outcomes + released)
+            attempted = {notification.id: notification for notification in claimed[: len(outcomes)]}
+            for after in stored:
+                before = attempted.get(after.id)
+                if before is not None:
+                    self._follow_up(uow, before, after, now)
             uow.commit()
+        accepted = sum(after.status is NotificationStatus.SENT for after in stored)
         return len(claimed) == limit or len(outcomes) < len(claimed), accepted
+
+    def seconds_to_next(self, at_most: float) -> float:
+        """How long a sender loop may sleep: seconds until the next notification is due, at most ``at_most``.
+
+        ``0`` if one is due; ``at_most`` if nothing is pending. Seconds of the hub's clock (a simulated clock
+        running faster makes the sleep longer than needed; ``at_most`` bounds it).
+        """
+        with self._uow_factory() as uow:
+            earliest = uow.notifications.next_due()
+        if earliest is None:
+            return at_most
+        return min(at_most, max(0.0, (earliest - self._clock.now()).total_seconds()))
 
     def _follow_up(self, uow: UnitOfWork, before: Notification, after: Notification, now: datetime) -> None:
         """The channel's alarm and the escalation after an attempt (see the module rules)."""

@@ -10,9 +10,10 @@ described in ``_dose_tables``). Every time is stored and returned in UTC.
 * **Notifications**: ``add`` is an ``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING id`` (like events):
   a key already stored, also by a racing transaction, gives ``None``. An ``alarm_id``, when given, must
   exist. The address is written only as a ``FieldProtector`` token (context ``notification.address``).
-* ``due`` selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: notifications another sender is working on are
-  skipped, so two senders never send the same one. SQLite needs no lock: its unit of work holds the
-  database's write lock from its first statement (``engine``).
+* ``claim`` selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: notifications another sender is working on are
+  skipped, so two senders never claim the same one; ``record`` locks the rows it decides on
+  (``FOR UPDATE``). Both run as Core statements (a round of hundreds of rows, no ORM objects). SQLite
+  needs no lock: its unit of work holds the database's write lock from its first statement (``engine``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dispenser_hub.domain.model import Notification, NotificationStatus
 from dispenser_hub.ports import NotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
     from datetime import datetime
 
     from sqlmodel.sql.expression import SelectOfScalar
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 ADDRESS_CONTEXT = "notification.address"
 """The ``FieldProtector`` context of ``notification.address_enc``."""
 _DOSE_KEY = ("device_id", "slot_id")
+IN_CHUNK = 500
+"""Most ids in one ``IN (...)`` list."""
 R = TypeVar("R", DoseRow, NotificationRow)
 
 
@@ -115,7 +118,7 @@ class SqlNotificationRepository(SqlRepository):
         """Store a new notification; ``None`` (nothing stored) if its key exists."""
         stored = rules.normalise(notification)
         self._require_alarm(stored.alarm_id)
-        table: Any = NotificationRow.__table__  # type: ignore[attr-defined] # SQLModel sets it on table models
+        table = _notifications()
         statement = (
             self._insert(table)
             .values(_notification_values(stored, self._protector))
@@ -150,22 +153,61 @@ class SqlNotificationRepository(SqlRepository):
         self._flush({"uq_notification_key": rules.notification_key_taken(stored.key)})
         return _notification(row, self._protector)
 
-    def due(self, now: datetime, *, limit: int = 100) -> list[Notification]:
-        """Pending notifications due at or before ``now``, earliest first, then id (locked, see above)."""
+    def claim(self, now: datetime, *, until: datetime, limit: int = 100) -> list[Notification]:
+        """Claim the pending notifications due at ``now``: one SELECT (locked, see above), one UPDATE."""
         now = rules.aware_utc(now, "now")
+        until = rules.aware_utc(until, "until")
         rules.check_page(0, limit)
+        table = _notifications()
         statement = (
-            select(NotificationRow)
-            .where(
-                col(NotificationRow.status) == NotificationStatus.PENDING.value,
-                col(NotificationRow.next_attempt_at) <= now,
-            )
-            .order_by(col(NotificationRow.next_attempt_at), col(NotificationRow.id))
+            sa.select(table)
+            .where(table.c.status == NotificationStatus.PENDING.value, table.c.next_attempt_at <= now)
+            .order_by(table.c.next_attempt_at, table.c.id)
             .limit(limit)
         )
         if self._postgresql:
             statement = statement.with_for_update(skip_locked=True)
-        return [_notification(row, self._protector) for row in self._session.exec(_fresh(statement))]
+        connection = self._session.connection()
+        claimed = [_notification(row, self._protector, until) for row in connection.execute(statement)]
+        if claimed:  # at most ``limit`` ids: one IN list
+            ids = [notification.id for notification in claimed]
+            connection.execute(sa.update(table).where(table.c.id.in_(ids)).values(next_attempt_at=until))
+        return claimed
+
+    def record(self, outcomes: Sequence[Notification]) -> list[Notification]:
+        """Store the outcomes that apply (``storage_rules.outcome_applies``), one UPDATE per kind of outcome.
+
+        Outcomes with the same columns (a round's successes share theirs) are one ``UPDATE ... WHERE id IN
+        (...)``, which holds the rule itself (``AND status = 'pending'`` unless the outcome is ``SENT``) and
+        returns the ids it changed. So the decision and the write are one statement: on PostgreSQL an
+        acknowledgement cancelling a row meanwhile either commits first (and the row is left alone) or
+        waits for this transaction.
+        """
+        table = _notifications()
+        connection = self._session.connection()
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for outcome in outcomes:
+            if outcome.id is not None:
+                groups.setdefault(_outcome_columns(outcome), []).append(outcome.id)
+        changed: set[int] = set()
+        for columns, ids in groups.items():
+            values = dict(zip(rules.OUTCOME_COLUMNS, columns, strict=True))
+            for start in range(0, len(ids), IN_CHUNK):
+                statement = sa.update(table).where(table.c.id.in_(ids[start : start + IN_CHUNK]))
+                if values["status"] != NotificationStatus.SENT.value:
+                    statement = statement.where(table.c.status == NotificationStatus.PENDING.value)
+                statement = statement.values(values).returning(table.c.id)
+                changed.update(connection.execute(statement).scalars())
+        return [outcome for outcome in outcomes if outcome.id in changed]
+
+    def next_due(self) -> datetime | None:
+        """The earliest ``next_attempt_at`` of a pending notification (the status index answers it)."""
+        table = _notifications()
+        statement = sa.select(sa.func.min(table.c.next_attempt_at)).where(
+            table.c.status == NotificationStatus.PENDING.value
+        )
+        earliest: datetime | None = self._session.connection().execute(statement).scalar_one_or_none()
+        return earliest
 
     def for_alarm(self, alarm_id: int) -> list[Notification]:
         """The alarm's notifications, oldest first (``created_at``, then id)."""
@@ -179,6 +221,17 @@ class SqlNotificationRepository(SqlRepository):
     def _require_alarm(self, alarm_id: int | None) -> None:
         if alarm_id is not None and self._session.get(AlarmRow, alarm_id) is None:
             raise NotFoundError(rules.missing("alarm", alarm_id))
+
+
+def _notifications() -> Any:  # noqa: ANN401 - SQLModel sets the table on table models
+    return NotificationRow.__table__  # type: ignore[attr-defined]
+
+
+def _outcome_columns(outcome: Notification) -> tuple[object, ...]:
+    """An outcome's values of ``storage_rules.OUTCOME_COLUMNS`` (``UtcDateTime`` checks the times)."""
+    return tuple(
+        outcome.status.value if name == "status" else getattr(outcome, name) for name in rules.OUTCOME_COLUMNS
+    )
 
 
 def _fresh(statement: SelectOfScalar[R]) -> SelectOfScalar[R]:
@@ -279,7 +332,10 @@ def _notification_values(notification: Notification, protector: FieldProtector) 
     }
 
 
-def _notification(row: NotificationRow, protector: FieldProtector) -> Notification:
+def _notification(
+    row: NotificationRow | sa.Row[Any], protector: FieldProtector, next_attempt_at: datetime | None = None
+) -> Notification:
+    """The notification of a row (with ``next_attempt_at`` instead of the row's, if given: a claim's)."""
     return Notification(
         key=row.key,
         channel=row.channel,
@@ -288,7 +344,7 @@ def _notification(row: NotificationRow, protector: FieldProtector) -> Notificati
         subject=row.subject,
         text=row.text,
         created_at=row.created_at,
-        next_attempt_at=row.next_attempt_at,
+        next_attempt_at=row.next_attempt_at if next_attempt_at is None else next_attempt_at,
         alarm_id=row.alarm_id,
         step_key=row.step_key,
         status=NotificationStatus(row.status),

@@ -8,14 +8,16 @@ Same rules, orders and errors as ``adapters.db._doses`` (the contract suite chec
   unknown value is a ``ValueError``).
 * **A notification is one row per ``key``**: ``add`` stores nothing and returns ``None`` for a key already
   stored (never sent twice); ``update`` replaces by id. An ``alarm_id``, when given, must exist.
-  ``due`` gives pending notifications with ``next_attempt_at`` at or before ``now``, by
-  ``next_attempt_at``, then id; ``for_alarm`` gives the alarm's notifications oldest first (by
+  ``claim`` takes pending notifications with ``next_attempt_at`` at or before ``now``, by
+  ``next_attempt_at``, then id; ``record`` stores attempts' outcomes (``storage_rules.with_outcome``, where
+  ``outcome_applies``); ``for_alarm`` gives the alarm's notifications oldest first (by
   ``created_at``, then id). There is nothing to lock: ``commit`` refuses a second writer (``store``).
 * Every time is kept in UTC. The address is kept in plaintext: nothing here is "at rest".
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from dispenser_hub.adapters import storage_rules as rules
@@ -26,7 +28,7 @@ from dispenser_hub.domain.model import NotificationStatus
 from dispenser_hub.ports import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
 
     from dispenser_hub.domain.doses import Dose
@@ -147,16 +149,46 @@ class MemoryNotificationRepository(MemoryRepository):
         tables.notifications.put(stored_id(stored), stored)
         return stored
 
-    def due(self, now: datetime, *, limit: int = 100) -> list[Notification]:
-        """Pending notifications with ``next_attempt_at`` at or before ``now``, earliest first, then id."""
+    def claim(self, now: datetime, *, until: datetime, limit: int = 100) -> list[Notification]:
+        """Claim pending notifications due at ``now`` (by ``next_attempt_at``, id): move them to ``until``."""
         now = rules.aware_utc(now, "now")
+        until = rules.aware_utc(until, "until")
         rules.check_page(0, limit)
         rows = [
             row
             for row in self._tables.notifications.rows.values()
             if row.status is NotificationStatus.PENDING and row.next_attempt_at <= now
         ]
-        return sorted(rows, key=lambda row: (row.next_attempt_at, stored_id(row)))[:limit]
+        claimed = [
+            replace(row, next_attempt_at=until)
+            for row in sorted(rows, key=lambda row: (row.next_attempt_at, stored_id(row)))[:limit]
+        ]
+        if claimed:
+            tables = self._tx.write()
+            for row in claimed:
+                tables.notifications.put(stored_id(row), row)
+        return claimed
+
+    def record(self, outcomes: Sequence[Notification]) -> list[Notification]:
+        """Store the outcomes that apply (``storage_rules.outcome_applies``); returns them."""
+        stored: list[Notification] = []
+        for outcome in outcomes:
+            current = None if outcome.id is None else self._tables.notifications.rows.get(outcome.id)
+            if current is None or not rules.outcome_applies(current.status, outcome):
+                continue
+            written = rules.normalise(rules.with_outcome(current, outcome))
+            self._tx.write().notifications.put(stored_id(written), written)
+            stored.append(outcome)
+        return stored
+
+    def next_due(self) -> datetime | None:
+        """The earliest ``next_attempt_at`` of a pending notification."""
+        pending = [
+            row.next_attempt_at
+            for row in self._tables.notifications.rows.values()
+            if row.status is NotificationStatus.PENDING
+        ]
+        return min(pending, default=None)
 
     def for_alarm(self, alarm_id: int) -> list[Notification]:
         """The alarm's notifications, oldest first (``created_at``, then id)."""

@@ -355,7 +355,11 @@ def test_a_key_already_stored_gives_none_and_stores_nothing(backend: Backend) ->
     with backend.uow_factory() as uow:
         assert uow.notifications.by_key("esc:1:0") == first
         assert uow.notifications.by_key("esc:1:1") == second
-        assert uow.notifications.due(T0 + timedelta(days=1)) == [first, second]
+        claimed = uow.notifications.claim(T0 + timedelta(days=1), until=T0 + HOUR)
+        assert claimed == [
+            replace(first, next_attempt_at=T0 + HOUR),
+            replace(second, next_attempt_at=T0 + HOUR),
+        ]
 
 
 def test_a_notification_needs_its_alarm(backend: Backend) -> None:
@@ -404,7 +408,7 @@ def test_update_replaces_the_notification_with_its_id(backend: Backend) -> None:
         assert uow.notifications.by_key("never-stored") is None
 
 
-def test_due_gives_pending_notifications_at_or_before_now_earliest_first(backend: Backend) -> None:
+def test_claim_takes_pending_notifications_due_at_now_earliest_first(backend: Backend) -> None:
     late, tie_b, early, tie_a, future, boundary, sent, failed, cancelled = _add(
         backend,
         _notification("late", T0 - MINUTE),
@@ -422,20 +426,110 @@ def test_due_gives_pending_notifications_at_or_before_now_earliest_first(backend
         uow.notifications.update(replace(failed, status=NotificationStatus.FAILED, attempts=5))
         uow.notifications.update(replace(cancelled, status=NotificationStatus.CANCELLED))
         uow.commit()
+    until = T0 + 2 * MINUTE
+
+    def claim(now: datetime, limit: int = 100) -> list[str]:
+        """The keys claimed at ``now``, in a transaction that is rolled back (nothing claimed stays so)."""
+        with backend.uow_factory() as uow:
+            claimed = uow.notifications.claim(now, until=until.astimezone(PLUS_TWO), limit=limit)
+            assert all(n.next_attempt_at == until and n.next_attempt_at.tzinfo is UTC for n in claimed)
+            return [notification.key for notification in claimed]
+
+    # Ties on next_attempt_at: by id (tie-b was added before tie-a).
+    expected = ["early", "tie-b", "tie-a", "late", "boundary"]
+    assert claim(T0) == expected
+    assert claim(T0.astimezone(MINUS_FIVE)) == expected
+    assert claim(T0, limit=2) == ["early", "tie-b"]
+    assert claim(T0, limit=0) == []
+    assert claim(T0 - timedelta(microseconds=1)) == ["early", "tie-b", "tie-a", "late"]
+    assert claim(T0 - 11 * MINUTE) == []
+    assert claim(T0 + timedelta(microseconds=1)) == [*expected, "future"]
     with backend.uow_factory() as uow:
-        # Ties on next_attempt_at: by id (tie-b was added before tie-a).
-        expected = [early, tie_b, tie_a, late, boundary]
-        assert uow.notifications.due(T0) == expected
-        assert uow.notifications.due(T0.astimezone(MINUS_FIVE)) == expected
-        assert uow.notifications.due(T0, limit=2) == [early, tie_b]
-        assert uow.notifications.due(T0, limit=0) == []
-        assert uow.notifications.due(T0 - timedelta(microseconds=1)) == [early, tie_b, tie_a, late]
-        assert uow.notifications.due(T0 - 11 * MINUTE) == []
-        assert uow.notifications.due(T0 + timedelta(microseconds=1)) == [*expected, future]
+        assert uow.notifications.next_due() == early.next_attempt_at
         with pytest.raises(ValueError, match="naive"):
-            uow.notifications.due(T0.replace(tzinfo=None))
+            uow.notifications.claim(T0.replace(tzinfo=None), until=until)
+        with pytest.raises(ValueError, match="naive"):
+            uow.notifications.claim(T0, until=until.replace(tzinfo=None))
         with pytest.raises(ValueError, match="must not be negative"):
-            uow.notifications.due(T0, limit=-1)
+            uow.notifications.claim(T0, until=until, limit=-1)
+        claimed = uow.notifications.claim(T0, until=until, limit=2)
+        uow.commit()
+    assert claimed == [replace(early, next_attempt_at=until), replace(tie_b, next_attempt_at=until)]
+    with backend.uow_factory() as uow:  # claimed: not due again before ``until``
+        assert [n.key for n in uow.notifications.claim(T0, until=until)] == ["tie-a", "late", "boundary"]
+        assert uow.notifications.get(early.id or 0) == claimed[0]
+        assert uow.notifications.next_due() == future.next_attempt_at
+    assert (late, tie_a, future, boundary) == _stored(backend, late, tie_a, future, boundary)
+
+
+def test_next_due_is_the_earliest_pending_notification(backend: Backend) -> None:
+    with backend.uow_factory() as uow:
+        assert uow.notifications.next_due() is None
+    first, second = _add(backend, _notification("first", T0 + HOUR), _notification("second", T0 + MINUTE))
+    with backend.uow_factory() as uow:
+        assert uow.notifications.next_due() == T0 + MINUTE
+        uow.notifications.update(replace(second, status=NotificationStatus.CANCELLED))
+        assert uow.notifications.next_due() == T0 + HOUR
+        uow.notifications.update(replace(first, status=NotificationStatus.SENT))
+        assert uow.notifications.next_due() is None
+
+
+def test_record_stores_the_outcome_columns_only_and_never_over_a_cancelled_row(backend: Backend) -> None:
+    sent, retried, cancelled, went_out, gone = _add(
+        backend, *(_notification(key) for key in ("sent", "retried", "cancelled", "went-out", "gone"))
+    )
+    with backend.uow_factory() as uow:  # meanwhile: a link used, two rows cancelled by an acknowledgement
+        uow.notifications.update(replace(sent, acknowledged_at=T0 + MINUTE))
+        uow.notifications.update(replace(cancelled, status=NotificationStatus.CANCELLED))
+        uow.notifications.update(replace(went_out, status=NotificationStatus.CANCELLED))
+        uow.commit()
+    outcomes = [
+        replace(
+            sent,
+            status=NotificationStatus.SENT,
+            attempts=1,
+            sent_at=(T0 + 2 * MINUTE).astimezone(PLUS_TWO),
+            next_attempt_at=T0 + 2 * MINUTE,
+            subject="changed by nobody",
+        ),
+        replace(retried, attempts=1, next_attempt_at=T0 + 3 * MINUTE, last_error="HTTP 503"),
+        replace(cancelled, attempts=1, next_attempt_at=T0 + 3 * MINUTE, last_error="HTTP 503"),
+        replace(went_out, status=NotificationStatus.SENT, attempts=1, sent_at=T0, next_attempt_at=T0),
+        replace(gone, id=999, status=NotificationStatus.SENT, attempts=1, sent_at=T0),
+    ]
+    with backend.uow_factory() as uow:
+        stored = uow.notifications.record(outcomes)
+        assert uow.notifications.record([]) == []
+        uow.commit()
+    assert stored == [outcomes[0], outcomes[1], outcomes[3]]
+    now_sent, now_retried, now_cancelled, now_went_out, now_gone = _stored(
+        backend, sent, retried, cancelled, went_out, gone
+    )
+    assert now_sent == replace(
+        sent,
+        status=NotificationStatus.SENT,
+        attempts=1,
+        sent_at=T0 + 2 * MINUTE,
+        next_attempt_at=T0 + 2 * MINUTE,
+        acknowledged_at=T0 + MINUTE,  # the link used meanwhile stays used; the subject is not an outcome
+    )
+    assert now_sent.sent_at is not None
+    assert now_sent.sent_at.tzinfo is UTC
+    assert now_retried == replace(retried, attempts=1, next_attempt_at=T0 + 3 * MINUTE, last_error="HTTP 503")
+    assert now_cancelled == replace(cancelled, status=NotificationStatus.CANCELLED)
+    assert now_went_out.status is NotificationStatus.SENT  # cancelled too late: the message went out
+    assert now_gone == gone
+
+
+def _stored(backend: Backend, *notifications: Notification) -> tuple[Notification, ...]:
+    """The notifications as stored now, by id."""
+    found: list[Notification] = []
+    with backend.uow_factory() as uow:
+        for notification in notifications:
+            current = uow.notifications.get(notification.id or 0)
+            assert current is not None
+            found.append(current)
+    return tuple(found)
 
 
 def test_for_alarm_gives_the_alarms_notifications_oldest_first(backend: Backend) -> None:
@@ -467,7 +561,7 @@ def test_no_notification_is_kept_without_a_commit(backend: Backend) -> None:
         uow.rollback()
         assert uow.notifications.by_key("dropped") is None
         assert uow.notifications.by_key("kept") == kept
-        assert uow.notifications.due(T0) == [kept]
+        assert uow.notifications.next_due() == kept.next_attempt_at
         # The key was never kept: it can be added now.
         assert uow.notifications.add(_notification("dropped")) is not None
 
@@ -498,20 +592,21 @@ def test_the_address_is_encrypted_at_rest(backend: Backend) -> None:
 # -- PostgreSQL: two senders -----------------------------------------------------------------------------
 
 
-def test_two_senders_never_get_the_same_due_notifications(postgresql: Backend) -> None:
+def test_two_senders_never_claim_the_same_notifications(postgresql: Backend) -> None:
     stored = _add(postgresql, *(_notification(f"n{number}", T0 - number * MINUTE) for number in range(5)))
-    earliest_first = list(reversed(stored))
+    earliest_first = [n.key for n in reversed(stored)]
+    until = T0 + 2 * MINUTE
     with postgresql.uow_factory() as first, postgresql.uow_factory() as second:
-        taken = first.notifications.due(T0, limit=2)
-        rest = second.notifications.due(T0)
-        assert taken == earliest_first[:2]
-        assert rest == earliest_first[2:]
-        assert not {n.id for n in taken} & {n.id for n in rest}
-        # The first sender sends its rows; the second sees nothing more while it holds its own.
-        for notification in taken:
-            first.notifications.update(replace(notification, status=NotificationStatus.SENT, sent_at=T0))
+        taken = first.notifications.claim(T0, until=until, limit=2)
+        rest = second.notifications.claim(T0, until=until)
+        assert [n.key for n in taken] == earliest_first[:2]
+        assert [n.key for n in rest] == earliest_first[2:]
+        # The first sender sends its rows; the second, holding its own, finds nothing more to claim.
+        first.notifications.record(
+            [replace(n, status=NotificationStatus.SENT, attempts=1, sent_at=T0) for n in taken]
+        )
         first.commit()
-        assert second.notifications.due(T0) == rest
+        assert second.notifications.claim(T0, until=until) == []
         second.rollback()
     with postgresql.uow_factory() as uow:
-        assert uow.notifications.due(T0) == earliest_first[2:]
+        assert [n.key for n in uow.notifications.claim(T0, until=until)] == earliest_first[2:]
