@@ -333,14 +333,18 @@ def step_deadlines(engine: Engine) -> dict[str, tuple[datetime, datetime]]:
 
 
 def one_instant(uow_factory: UnitOfWorkFactory, at: datetime) -> None:
-    """Move every first step to ``at`` (the worst case: every alarm raised in the same instant)."""
+    """Move every first step to ``at`` (the worst case: every alarm raised in the same instant).
+
+    In transactions of ``SETUP_CHUNK`` steps, so the running timer and sender are not locked out for long.
+    """
     with uow_factory() as uow:
-        for deadline in uow.deadlines.pending(kind=STEP, limit=10**7):
-            if deadline.key.split(":")[2] != "0":  # esc:<alarm>:<step>:<repeat>:<count>
-                continue
-            payload = {**deadline.payload, "at": at.isoformat()}
-            uow.deadlines.update(replace(deadline, due_at=at - PREPARE_AHEAD, payload=payload))
-        uow.commit()
+        first = [d for d in uow.deadlines.pending(kind=STEP, limit=10**7) if d.key.split(":")[2] == "0"]
+    for start in range(0, len(first), SETUP_CHUNK):
+        with uow_factory() as uow:
+            for deadline in first[start : start + SETUP_CHUNK]:
+                payload = {**deadline.payload, "at": at.isoformat()}
+                uow.deadlines.update(replace(deadline, due_at=at - PREPARE_AHEAD, payload=payload))
+            uow.commit()
 
 
 def aware(value: object) -> datetime:
@@ -458,16 +462,16 @@ def run_hub(engine: Engine, patients: int, args: argparse.Namespace) -> HubRun:
         timer.release()
     sent = {step_key_of(key): at for key, at in sms.sent.items()}
     step_to_sent = Delays.between({key: at for key, (_, at) in steps.items()}, sent, first_step)
-    checks, problems = check_hub(engine, patients, sms, console)
+    checks, problems = check_hub(engine, patients, sms, console, step_to_queued)
     if args.profile:
         write_profile(instrumented.profile, args.profile)
     return HubRun(close_to_plan, step_to_queued, step_to_sent, instrumented.jobs, checks, problems)
 
 
 def check_hub(
-    engine: Engine, patients: int, sms: RecordingChannel, console: RecordingChannel
+    engine: Engine, patients: int, sms: RecordingChannel, console: RecordingChannel, prepared: Delays
 ) -> tuple[dict[str, int], list[str]]:
-    """Counts in the database; problems if anything was not done exactly once."""
+    """Counts in the database; problems if anything was not done exactly once, or a step prepared late."""
     queries = {
         "doses_missed": "SELECT count(*) FROM dose WHERE state = 'missed'",
         "alarms": "SELECT count(*) FROM alarm WHERE kind = 'dose.missed'",
@@ -502,6 +506,8 @@ def check_hub(
     ]
     if sms.repeats or console.sent:
         problems.append(f"{sms.repeats} SMS sent twice, {len(console.sent)} console notifications")
+    if prepared.values and max(prepared.values) > PREPARE_AHEAD.total_seconds():
+        problems.append(f"a step was prepared {max(prepared.values):.0f} s after its deadline, past its time")
     return checks, problems
 
 

@@ -478,6 +478,20 @@ class NotificationRepository(Protocol):
         """The earliest ``next_attempt_at`` of a pending notification (``None``: nothing pending)."""
         ...
 
+    def cancel(self, ids: Collection[int], *, untried_only: bool = False) -> int:
+        """Cancel those of ``ids`` still ``PENDING`` (and never tried, if ``untried_only``); how many.
+
+        One conditional write: a row a sender recorded as sent meanwhile stays sent.
+        """
+        ...
+
+    def bring_forward(self, ids: Collection[int], *, due_at: datetime, to: datetime) -> int:
+        """Make those of ``ids`` pending, never tried and still due at ``due_at`` due at ``to``; how many.
+
+        One conditional write: a row a sender claimed meanwhile (its due time moved) is left alone.
+        """
+        ...
+
     def for_alarm(self, alarm_id: int) -> list[Notification]:
         """The alarm's notifications, oldest first."""
         ...

@@ -460,7 +460,8 @@ class NotificationStatus(enum.StrEnum):
     FAILED = "failed"
     """Given up after ``max_attempts`` (the escalation moves on; a failing channel raises an alarm)."""
     CANCELLED = "cancelled"
-    """Not needed any more (the alarm was acknowledged or resolved before it went out)."""
+    """Not needed any more: the alarm was acknowledged or resolved before it went out, or a later repeat of
+    its step speaks for it (the hub was down)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,7 +473,7 @@ class Notification:
     """
 
     key: str
-    """Idempotency key, e.g. ``esc:<alarm id>:<step>:<repeat>:<recipient>``."""
+    """Idempotency key, e.g. ``esc:<alarm id>:<step>:<repeat>:<count>:<recipient>:<channel>``."""
     channel: str
     """``sms``, ``email``, ``webhook`` or ``console``."""
     address: str

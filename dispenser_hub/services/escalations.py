@@ -7,19 +7,23 @@ Rules (the policies and the step plan are ``domain.escalation``; texts and codes
   policy and plans it: a patient's alarm (a missed dose, a refill) follows the patient's responsibility level
   (``default_policy``), a dispenser's fault its kind and severity (``device_fault_policy``); other alarms
   (security, for instance) are for operators in the console only. Each planned step is a deadline
-  (``escalation.step``, keyed ``esc:<alarm>:<step>:<repeat>``) carrying its target: the plan *is* the
+  (``escalation.step``, keyed ``esc:<alarm>:<step>:<repeat>:<count>``, ``count`` the alarm's raise count
+  when the chain was planned) carrying its target: the plan *is* the
   snapshot, so editing a policy later changes no alarm in flight. A patient's pauses (hospital, travel)
   are silences for the patient's alarms; non-urgent steps move out of quiet hours (22:00-07:00).
 - **A step, shortly before its time** (``on_step``; the deadline is due ``PREPARE_AHEAD`` before the step,
   whose time is in the payload, ``step_time``): nothing if the alarm is no longer active (acknowledged or
   resolved: acknowledgement stops the chain). A repeat whose next repeat's time has come too (the hub was
-  down across both) is skipped: the latest one speaks for it (``domain.escalation.next_due``'s rule), and
-  a late repeat cancels the notifications of the one before that were stored but never tried. Otherwise
+  down across both), or is its own (quiet hours or a pause moved both there), is skipped: the latest one
+  speaks for it (``domain.escalation.next_due``'s rule), and a late repeat cancels the notifications of
+  earlier ones that were stored but never tried. Otherwise
   one notification per recipient (``routing.recipients``, for the step's time: the relative, the response
   centre, the person on call then, a named person), keyed by the step and the recipient, so no step ever
   notifies anyone twice, and due at the step's time. So at that time only the sender's claim stands between
-  the step and the messages (10,000 steps of one instant go out within a second), and an acknowledgement
-  in between cancels them like any unsent notification. A step prepared late is due at once.
+  the step and the messages (BENCHMARKS.md: 10,000 steps of one instant), and an acknowledgement in
+  between cancels them like any unsent notification. A step prepared late is due at once. Cancelling and
+  bringing forward are conditional writes (``notifications.cancel``, ``bring_forward``), so a message a
+  sender recorded as sent, or claimed, meanwhile is never turned back.
 - **Texts** carry no patient data: the alarm kind, its VKP code, the dispenser id and how to acknowledge.
   An SMS carries a reply code (``notices.render_sms``; the reply must come from the number it went to); an
   e-mail the reply code and a one-time link (``notices.render_email``, ``ack_link``), a webhook a JSON body
@@ -30,8 +34,9 @@ Rules (the policies and the step plan are ``domain.escalation``; texts and codes
   steps' deadlines too.
 - **Moving on** (``move_on``): when a notification of a step cannot be delivered (its channel keeps
   failing), the alarm's next step is brought forward to now (a non-urgent one to the end of quiet hours at
-  the earliest): its stored notifications if it was prepared, else its deadline. So the chain does not wait
-  on a dead channel; if there is no later step, the response centre's console gets the step instead.
+  the earliest): its stored notifications if it was prepared (they keep the recipients chosen for the
+  step's time, at most ``PREPARE_AHEAD`` later), else its deadline. So the chain does not wait on a dead
+  channel; if there is no later step, the response centre's console gets the step instead.
 """
 
 from __future__ import annotations
@@ -313,20 +318,13 @@ class Escalations:
         if alarm is None or alarm.status is not AlarmStatus.ACTIVE or alarm.id is None:
             return False
         soonest = now if is_urgent(alarm.kind, alarm.severity) else self._quiet.next_allowed(now)
-        stored = [  # a later step already stored, not tried yet (a retry of an earlier one is not a step)
-            notification
-            for notification in uow.notifications.for_alarm(alarm.id)
-            if notification.status is NotificationStatus.PENDING
-            and notification.attempts == 0
-            and notification.step_key != failed.step_key
-            and notification.next_attempt_at > now
-        ]
+        stored = _stored_ahead(uow, alarm.id, now, but=failed.step_key)
         steps = pending_steps(uow, alarm)
-        if stored and (not steps or min(n.next_attempt_at for n in stored) <= step_time(steps[0])):
-            first = min(stored, key=lambda n: (n.next_attempt_at, n.step_key or ""))
-            for notification in stored:
-                if notification.step_key == first.step_key and soonest < notification.next_attempt_at:
-                    uow.notifications.update(dataclasses.replace(notification, next_attempt_at=soonest))
+        if stored and (not steps or stored[0].next_attempt_at <= step_time(steps[0])):
+            first = stored[0]
+            if soonest < first.next_attempt_at:
+                ids = [n.id for n in stored if n.step_key == first.step_key and n.id is not None]
+                uow.notifications.bring_forward(ids, due_at=first.next_attempt_at, to=soonest)
             return True
         if steps:
             following = steps[0]
@@ -346,14 +344,12 @@ class Escalations:
             return 0
         for deadline in pending_steps(uow, alarm):  # first: a step firing now is waited for (PostgreSQL)
             uow.deadlines.cancel(deadline.key, now)
-        cancelled = 0
-        for notification in uow.notifications.for_alarm(alarm.id):
-            if notification.status is NotificationStatus.PENDING:
-                uow.notifications.update(
-                    dataclasses.replace(notification, status=NotificationStatus.CANCELLED, last_error=None)
-                )
-                cancelled += 1
-        return cancelled
+        pending = [
+            notification.id
+            for notification in uow.notifications.for_alarm(alarm.id)
+            if notification.status is NotificationStatus.PENDING and notification.id is not None
+        ]
+        return uow.notifications.cancel(pending)  # a row the sender recorded as sent meanwhile stays so
 
 
 def _chain_key(planned_key: str, count: int) -> str:
@@ -380,13 +376,19 @@ def _parts(key: str) -> tuple[int, int, int, int] | None:
 
 
 def _superseded(uow: UnitOfWork, deadline: Deadline, now: datetime) -> bool:
-    """Whether the next repeat of this step is due as well (its time has come)."""
+    """Whether the next repeat of this step is due by this one's time or now, whichever is later.
+
+    Its time has come too (the hub was down across both), or both are at the same time (quiet hours or a
+    pause moved them there): the latest one speaks for both.
+    """
     parts = _parts(deadline.key)
     if parts is None:
         return False
     alarm_id, index, repeat, count = parts
     following = uow.deadlines.get(_chain_key(planned_key(alarm_id, index, repeat + 1), count))
-    return following is not None and following.pending and step_time(following) <= now
+    if following is None or not following.pending:
+        return False
+    return step_time(following) <= max(step_time(deadline), now)  # quiet hours may put both at one time
 
 
 def _cancel_earlier_untried(uow: UnitOfWork, alarm: Alarm, key: str) -> None:
@@ -395,13 +397,36 @@ def _cancel_earlier_untried(uow: UnitOfWork, alarm: Alarm, key: str) -> None:
     if parts is None or parts[2] == 0 or alarm.id is None:
         return
     alarm_id, index, repeat, count = parts
+    earlier: list[int] = []
     for notification in uow.notifications.for_alarm(alarm.id):
-        earlier = _parts(notification.step_key or "")
+        step = _parts(notification.step_key or "")
         if (
-            earlier is not None
-            and (earlier[0], earlier[1], earlier[3]) == (alarm_id, index, count)
-            and earlier[2] < repeat
-            and notification.status is NotificationStatus.PENDING
-            and notification.attempts == 0
+            step is not None
+            and (step[0], step[1], step[3]) == (alarm_id, index, count)
+            and step[2] < repeat
+            and notification.id is not None
         ):
-            uow.notifications.update(dataclasses.replace(notification, status=NotificationStatus.CANCELLED))
+            earlier.append(notification.id)
+    uow.notifications.cancel(earlier, untried_only=True)
+
+
+def _stored_ahead(uow: UnitOfWork, alarm_id: int, now: datetime, *, but: str | None) -> list[Notification]:
+    """The alarm's notifications of later steps, stored ahead and not tried yet, earliest first.
+
+    Not those of the step ``but`` (a retry of an earlier step is not a later step), and not one a sender
+    has claimed (its due time is then no longer its step's time).
+    """
+    candidates = [
+        notification
+        for notification in uow.notifications.for_alarm(alarm_id)
+        if notification.status is NotificationStatus.PENDING
+        and notification.attempts == 0
+        and notification.step_key not in {None, but}
+        and notification.next_attempt_at > now
+    ]
+    times: dict[str, datetime | None] = {}
+    for key in {str(n.step_key) for n in candidates}:
+        deadline = uow.deadlines.get(key)
+        times[key] = None if deadline is None else step_time(deadline)
+    ahead = [n for n in candidates if times[str(n.step_key)] == n.next_attempt_at]
+    return sorted(ahead, key=lambda n: (n.next_attempt_at, n.step_key or "", n.id or 0))

@@ -30,8 +30,8 @@ Rules:
 
   A finished row (``SENT`` or ``FAILED``) keeps in ``next_attempt_at`` the time of its last attempt.
   ``last_error`` and the logs hold only the channel's ``detail``, never the text or the address.
-- **Never twice, as far as the hub can tell**: ``due`` only gives ``PENDING`` rows (a database store locks
-  them and skips rows another transaction holds), and a ``SENT`` row is never picked again. What the hub
+- **Never twice, as far as the hub can tell**: ``claim`` only takes ``PENDING`` rows (a database store
+  skips rows another transaction holds), and a ``SENT`` row is never picked again. What the hub
   cannot promise: if it crashes (or the database fails) after a channel accepted a message but before the
   outcome was recorded, the row is still ``PENDING`` and is sent once more when its claim runs out
   (``CLAIM`` later). At-least-once is the honest guarantee; every channel carries the notification ``key``
@@ -78,6 +78,8 @@ SEND_BUDGET_S: Final = 30.0
 MOVE_ON_AFTER: Final = 2
 """Attempts not accepted after which a notification's escalation moves on (it keeps being retried)."""
 CHANNEL_FAILING: Final = "notify.channel_failing"
+IDLE_PAUSE_S: Final = 0.05
+"""The sender loop's pause when a notification is due but could not be claimed (``seconds_to_next``)."""
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,10 @@ class NotificationSender:
         self._move_on = move_on
         self._healthy: set[str] = set()
         """Channels that accepted a notification since the start, with no failure after it."""
+        self._next_due: datetime | None = None
+        """The earliest pending notification's due time, as the last round left the outbox."""
+        self._idle = False
+        """Whether the last round claimed nothing."""
 
     def send_due(self, limit: int = 200) -> int:
         """Send every due notification, in rounds of at most ``limit``; returns how many channels accepted.
@@ -163,7 +169,12 @@ class NotificationSender:
         now = self._clock.now().astimezone(UTC)
         with self._uow_factory() as uow:
             claimed = uow.notifications.claim(now, until=now + CLAIM, limit=limit)
+            if not claimed:
+                self._next_due = uow.notifications.next_due()
             uow.commit()
+        self._idle = not claimed
+        if not claimed:
+            return False, 0
         outcomes: list[Notification] = []
         started = time.monotonic()
         for notification in claimed:
@@ -178,6 +189,7 @@ class NotificationSender:
                 before = attempted.get(after.id)
                 if before is not None:
                     self._follow_up(uow, before, after, now)
+            self._next_due = uow.notifications.next_due()
             uow.commit()
         accepted = sum(after.status is NotificationStatus.SENT for after in stored)
         return len(claimed) == limit or len(outcomes) < len(claimed), accepted
@@ -185,14 +197,19 @@ class NotificationSender:
     def seconds_to_next(self, at_most: float) -> float:
         """How long a sender loop may sleep: seconds until the next notification is due, at most ``at_most``.
 
-        ``0`` if one is due; ``at_most`` if nothing is pending. Seconds of the hub's clock (a simulated clock
+        From the earliest pending notification seen by the last round (no transaction of its own: whoever
+        adds one due sooner wakes the loop, as a deadline tick that fired something does). ``0`` if one is
+        due; ``at_most`` if nothing is pending; ``IDLE_PAUSE_S`` if one is due but the last round could
+        claim nothing (another sender holds it, PostgreSQL). Seconds of the hub's clock (a simulated clock
         running faster makes the sleep longer than needed; ``at_most`` bounds it).
         """
-        with self._uow_factory() as uow:
-            earliest = uow.notifications.next_due()
+        earliest = self._next_due
         if earliest is None:
             return at_most
-        return min(at_most, max(0.0, (earliest - self._clock.now()).total_seconds()))
+        pause = (earliest - self._clock.now()).total_seconds()
+        if pause <= 0 and self._idle:
+            return min(at_most, IDLE_PAUSE_S)
+        return min(at_most, max(0.0, pause))
 
     def _follow_up(self, uow: UnitOfWork, before: Notification, after: Notification, now: datetime) -> None:
         """The channel's alarm and the escalation after an attempt (see the module rules)."""

@@ -11,9 +11,11 @@ described in ``_dose_tables``). Every time is stored and returned in UTC.
   a key already stored, also by a racing transaction, gives ``None``. An ``alarm_id``, when given, must
   exist. The address is written only as a ``FieldProtector`` token (context ``notification.address``).
 * ``claim`` selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: notifications another sender is working on are
-  skipped, so two senders never claim the same one; ``record`` locks the rows it decides on
-  (``FOR UPDATE``). Both run as Core statements (a round of hundreds of rows, no ORM objects). SQLite
-  needs no lock: its unit of work holds the database's write lock from its first statement (``engine``).
+  skipped, so two senders never claim the same one. ``record``, ``cancel`` and ``bring_forward`` are
+  conditional ``UPDATE ... RETURNING id`` statements: the rule and the write are one statement, so a
+  concurrent change is either seen or waited for, never overwritten. All of these run as Core statements
+  (a round of hundreds of rows, no ORM objects). SQLite needs no lock: its unit of work holds the
+  database's write lock from its first statement (``engine``).
 """
 
 from __future__ import annotations
@@ -208,6 +210,41 @@ class SqlNotificationRepository(SqlRepository):
         )
         earliest: datetime | None = self._session.connection().execute(statement).scalar_one_or_none()
         return earliest
+
+    def cancel(self, ids: Collection[int], *, untried_only: bool = False) -> int:
+        """Cancel those of ``ids`` still pending (and never tried): one conditional UPDATE."""
+        table = _notifications()
+        conditions = [table.c.status == NotificationStatus.PENDING.value]
+        if untried_only:
+            conditions.append(table.c.attempts == 0)
+        return self._change(ids, conditions, {"status": NotificationStatus.CANCELLED.value})
+
+    def bring_forward(self, ids: Collection[int], *, due_at: datetime, to: datetime) -> int:
+        """Make those of ``ids`` pending, never tried and due at ``due_at`` due at ``to`` (one UPDATE)."""
+        due_at = rules.aware_utc(due_at, "due_at")
+        to = rules.aware_utc(to, "to")
+        table = _notifications()
+        conditions = [
+            table.c.status == NotificationStatus.PENDING.value,
+            table.c.attempts == 0,
+            table.c.next_attempt_at == due_at,
+        ]
+        return self._change(ids, conditions, {"next_attempt_at": to})
+
+    def _change(self, ids: Collection[int], conditions: list[Any], values: dict[str, Any]) -> int:
+        """``UPDATE notification SET values WHERE id IN ids AND conditions``, in chunks; rows changed."""
+        table = _notifications()
+        unique = list(dict.fromkeys(ids))
+        changed = 0
+        for start in range(0, len(unique), IN_CHUNK):
+            statement = (
+                sa.update(table)
+                .where(table.c.id.in_(unique[start : start + IN_CHUNK]), *conditions)
+                .values(values)
+                .returning(table.c.id)
+            )
+            changed += len(self._session.connection().execute(statement).all())
+        return changed
 
     def for_alarm(self, alarm_id: int) -> list[Notification]:
         """The alarm's notifications, oldest first (``created_at``, then id)."""

@@ -28,7 +28,7 @@ from dispenser_hub.domain.model import NotificationStatus
 from dispenser_hub.ports import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import Callable, Collection, Iterable, Sequence
     from datetime import datetime
 
     from dispenser_hub.domain.doses import Dose
@@ -189,6 +189,43 @@ class MemoryNotificationRepository(MemoryRepository):
             if row.status is NotificationStatus.PENDING
         ]
         return min(pending, default=None)
+
+    def cancel(self, ids: Collection[int], *, untried_only: bool = False) -> int:
+        """Cancel those of ``ids`` still pending (and never tried, if ``untried_only``)."""
+        return self._change(
+            ids,
+            lambda row: not untried_only or row.attempts == 0,
+            lambda row: replace(row, status=NotificationStatus.CANCELLED),
+        )
+
+    def bring_forward(self, ids: Collection[int], *, due_at: datetime, to: datetime) -> int:
+        """Make those of ``ids`` pending, never tried and due at ``due_at`` due at ``to``."""
+        due_at = rules.aware_utc(due_at, "due_at")
+        to = rules.aware_utc(to, "to")
+        return self._change(
+            ids,
+            lambda row: row.attempts == 0 and row.next_attempt_at == due_at,
+            lambda row: replace(row, next_attempt_at=to),
+        )
+
+    def _change(
+        self,
+        ids: Collection[int],
+        applies: Callable[[Notification], bool],
+        change: Callable[[Notification], Notification],
+    ) -> int:
+        """Apply ``change`` to each pending row of ``ids`` that ``applies``; how many."""
+        rows = self._tables.notifications.rows
+        chosen = [
+            rows[row_id]
+            for row_id in dict.fromkeys(ids)
+            if row_id in rows and rows[row_id].status is NotificationStatus.PENDING and applies(rows[row_id])
+        ]
+        if chosen:
+            tables = self._tx.write()
+            for row in chosen:
+                tables.notifications.put(stored_id(row), change(row))
+        return len(chosen)
 
     def for_alarm(self, alarm_id: int) -> list[Notification]:
         """The alarm's notifications, oldest first (``created_at``, then id)."""

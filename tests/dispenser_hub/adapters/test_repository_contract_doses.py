@@ -3,10 +3,10 @@
 The same backends as part 1 (``test_repository_contract.py``): memory, SQLite, PostgreSQL. A dose is one
 record per (device, slot): putting it again replaces it and keeps its id; its device and patient must exist.
 Lists come by due time, then id. A notification is unique by its key (adding it again stores nothing and
-gives ``None``); the sender's query (``due``) gives pending notifications due at or before "now", earliest
-first, and on PostgreSQL two senders never get the same rows (``SKIP LOCKED``). The address is encrypted at
-rest on the SQL backends. Every time comes back as the same instant in UTC, and nothing is kept without a
-commit.
+gives ``None``); the sender's ``claim`` takes pending notifications due at or before "now", earliest
+first, and on PostgreSQL two senders never get the same rows (``SKIP LOCKED``); ``record``, ``cancel`` and
+``bring_forward`` change only rows their rule allows. The address is encrypted at rest on the SQL
+backends. Every time comes back as the same instant in UTC, and nothing is kept without a commit.
 """
 
 from __future__ import annotations
@@ -610,3 +610,57 @@ def test_two_senders_never_claim_the_same_notifications(postgresql: Backend) -> 
         second.rollback()
     with postgresql.uow_factory() as uow:
         assert [n.key for n in uow.notifications.claim(T0, until=until)] == earliest_first[2:]
+
+
+def test_cancel_changes_pending_rows_only_and_untried_only_if_asked(backend: Backend) -> None:
+    pending, tried, sent, gone = _add(
+        backend, *(_notification(key) for key in ("pending", "tried", "sent", "g"))
+    )
+    with backend.uow_factory() as uow:
+        uow.notifications.update(replace(tried, attempts=1, last_error="HTTP 503"))
+        uow.notifications.update(replace(sent, status=NotificationStatus.SENT, attempts=1, sent_at=T0))
+        uow.commit()
+    ids = [n.id or 0 for n in (pending, tried, sent)] + [999]
+    with backend.uow_factory() as uow:
+        assert uow.notifications.cancel(ids, untried_only=True) == 1
+        assert uow.notifications.cancel([]) == 0
+        uow.commit()
+    assert _stored(backend, pending)[0].status is NotificationStatus.CANCELLED
+    assert _stored(backend, tried)[0] == replace(tried, attempts=1, last_error="HTTP 503")
+    with backend.uow_factory() as uow:
+        assert uow.notifications.cancel([*ids, tried.id or 0]) == 1  # the tried one; sent stays sent
+        uow.commit()
+    now_pending, now_tried, now_sent, now_gone = _stored(backend, pending, tried, sent, gone)
+    assert [n.status for n in (now_pending, now_tried, now_sent, now_gone)] == [
+        NotificationStatus.CANCELLED,
+        NotificationStatus.CANCELLED,
+        NotificationStatus.SENT,
+        NotificationStatus.PENDING,
+    ]
+    assert now_tried.last_error == "HTTP 503"  # only the status changes
+
+
+def test_bring_forward_moves_untried_rows_still_due_when_expected(backend: Backend) -> None:
+    later = T0 + 30 * MINUTE
+    stored_ahead, claimed, tried, other_time = _add(
+        backend,
+        _notification("ahead", later),
+        _notification("claimed", later),
+        _notification("tried", later),
+        _notification("other", later + MINUTE),
+    )
+    with backend.uow_factory() as uow:
+        uow.notifications.update(replace(claimed, next_attempt_at=T0 + 2 * MINUTE))  # a sender holds it
+        uow.notifications.update(replace(tried, attempts=1))
+        uow.commit()
+    ids = [n.id or 0 for n in (stored_ahead, claimed, tried, other_time)]
+    with backend.uow_factory() as uow:
+        with pytest.raises(ValueError, match="naive"):
+            uow.notifications.bring_forward(ids, due_at=later.replace(tzinfo=None), to=T0)
+        moved = uow.notifications.bring_forward(ids, due_at=later.astimezone(MINUS_FIVE), to=T0 + MINUTE)
+        uow.commit()
+    assert moved == 1
+    now_ahead, now_claimed, now_tried, now_other = _stored(backend, stored_ahead, claimed, tried, other_time)
+    assert now_ahead == replace(stored_ahead, next_attempt_at=T0 + MINUTE)
+    assert now_claimed.next_attempt_at == T0 + 2 * MINUTE
+    assert (now_tried.next_attempt_at, now_other.next_attempt_at) == (later, later + MINUTE)

@@ -1,22 +1,27 @@
 """A step's notifications are stored ``PREPARE_AHEAD`` before its time and go out at that time.
 
 Also what that changes elsewhere: an acknowledgement in between cancels them, a hub that was down across
-repeats sends the latest only, and moving on brings a step already stored forward.
+repeats, or repeats that quiet hours moved to one time, send the latest only, and moving on brings a step
+already stored forward.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
+from dispenser_hub.domain.alarms import Condition
 from dispenser_hub.domain.escalation import Step, Target
-from dispenser_hub.domain.model import Contact, NotificationStatus
+from dispenser_hub.domain.model import Contact, NotificationStatus, SubjectKind
+from dispenser_hub.domain.wallclock import OSLO, oslo_instant
 from dispenser_hub.ports import Delivery
+from dispenser_hub.services.alarm_records import raise_alarm
 from dispenser_hub.services.escalations import PREPARE_AHEAD
 from dispenser_hub.services.notifications import NotificationSender
 from dispenser_hub.services.routing import RESPONSE_CENTRE
+from tests.dispenser_hub.services.test_rolls import D1
 from tests.dispenser_hub.services.test_routing import ALL_DAY, Refusing, RoutingRig
 
 if TYPE_CHECKING:
@@ -128,3 +133,25 @@ def test_moving_on_brings_a_stored_step_forward(rig: RoutingRig) -> None:
     sms, note = rig.notifications(alarm)
     assert (sms.status, sms.attempts) == (NotificationStatus.PENDING, 2)  # still retried
     assert (note.address, note.status) == (RESPONSE_CENTRE, NotificationStatus.SENT)
+
+
+def test_repeats_moved_to_one_time_by_quiet_hours_send_once(rig: RoutingRig) -> None:
+    every = timedelta(minutes=30)
+    rig.policy(Step(timedelta(minutes=30), Target.RESPONSE_CENTRE, repeat_every=every, repeat_max=2))
+    evening = oslo_instant(rig.hub.clock.now().astimezone(OSLO).date(), time(21, 59))
+    rig.hub.clock.advance(evening - rig.hub.clock.now())
+    refill = Condition(
+        "refill_needed", SubjectKind.PATIENT, str(rig.patient_a), 1, "supply ends", "3.25", D1, rig.patient_a
+    )
+    with rig.hub.store() as uow:
+        alarm = raise_alarm(uow, refill, rig.hub.clock.now())
+        uow.commit()
+    rig.timer.tick()  # planned: 22:29, 22:59 and 23:29, all moved to 07:00 (non-urgent)
+    morning = oslo_instant(evening.astimezone(OSLO).date() + timedelta(days=1), time(7, 0))
+    rig.hub.clock.advance(morning - PREPARE_AHEAD - rig.hub.clock.now())
+    rig.timer.tick()
+    rig.step(MINUTES_AHEAD)
+    console = Recorder(rig, "console")
+    _sender(rig, {"console": console}).send_due()
+    assert [n.step_key.split(":")[3] for n in rig.notifications(alarm) if n.step_key] == ["2"]
+    assert console.times(alarm) == [morning]
