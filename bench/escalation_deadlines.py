@@ -90,7 +90,7 @@ from dispenser_hub.services.alarm_records import PLAN_ESCALATION  # noqa: E402
 from dispenser_hub.services.deadlines import BATCH, DeadlineTimer  # noqa: E402
 from dispenser_hub.services.doses import CLOSE, REPORT_GRACE  # noqa: E402
 from dispenser_hub.services.escalations import PREPARE_AHEAD, STEP, Escalations  # noqa: E402
-from dispenser_hub.services.notifications import NotificationSender  # noqa: E402
+from dispenser_hub.services.notifications import ROUND, NotificationSender  # noqa: E402
 from dispenser_hub.services.schedules import ScheduleService  # noqa: E402
 from firmware_protocol.messages import Family  # noqa: E402
 
@@ -724,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu": cpu_model(),
                 "cpus": os.cpu_count(),
                 "platform": platform.platform(),
-                "hub": f"timer every {DEADLINE_TICK_S} s, batch {args.batch}; sender every {SEND_EVERY_S} s",
+                "hub": f"timer every {DEADLINE_TICK_S} s, batch {args.batch}; sender paced, rounds {ROUND}",
                 "send latency": f"{args.send_latency_ms} ms",
                 "fixtures": f"{setup_s:.1f} s",
             }

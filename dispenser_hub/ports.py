@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         EnrollmentCode,
         FillRecord,
         Notification,
+        Outcome,
         Patient,
         PauseRecord,
         PlanRecord,
@@ -463,7 +464,7 @@ class NotificationRepository(Protocol):
         """
         ...
 
-    def record(self, outcomes: Sequence[Notification]) -> list[Notification]:
+    def record(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
         """Store attempts' outcomes by id, in their outcome columns only.
 
         Those are ``status``, ``attempts``, ``sent_at``, ``next_attempt_at`` and ``last_error``; nothing else

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -491,6 +491,33 @@ class Notification:
     last_error: str | None = None
     acknowledged_at: datetime | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt at a stored notification came to: the columns the outbox records for it.
+
+    ``status`` ``SENT`` (accepted), ``FAILED`` (given up) or ``PENDING`` (to be tried again at
+    ``next_attempt_at``, or released unsent); ``attempts`` counts this one if it was made.
+    """
+
+    id: int
+    status: NotificationStatus
+    attempts: int
+    next_attempt_at: datetime
+    sent_at: datetime | None = None
+    last_error: str | None = None
+
+    def applied_to(self, notification: Notification) -> Notification:
+        """``notification`` with this outcome's columns (nothing else of it changes)."""
+        return replace(
+            notification,
+            status=self.status,
+            attempts=self.attempts,
+            next_attempt_at=self.next_attempt_at,
+            sent_at=self.sent_at,
+            last_error=self.last_error,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,8 @@ Rules:
   outcome was recorded, the row is still ``PENDING`` and is sent once more when its claim runs out
   (``CLAIM`` later). At-least-once is the honest guarantee; every channel carries the notification ``key``
   for that case (``Idempotency-Key`` header of the SMS gateway and of webhooks, the e-mail ``Message-ID``
-  derived from it), so a receiver can drop the repeat. A round sends at most ``limit`` messages, so the
-  window is one round's worth.
+  derived from it), so a receiver can drop the repeat. A round sends at most ``limit`` messages (``ROUND``,
+  500), so the window is one round's worth.
 - **The console channel** (``ConsoleChannel``, ``console``) has nothing to hand over: the operator console
   and the API show a console notification once it is ``SENT``, so "delivering" it is marking it sent, and
   it always succeeds.
@@ -50,7 +50,6 @@ Rules:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -58,7 +57,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
 
 from dispenser_hub.domain.alarms import Condition
-from dispenser_hub.domain.model import NotificationStatus, SubjectKind
+from dispenser_hub.domain.model import NotificationStatus, Outcome, SubjectKind
 from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 from dispenser_hub.services.routing import CONSOLE
 
@@ -71,6 +70,8 @@ if TYPE_CHECKING:
 FIRST_RETRY: Final = timedelta(seconds=30)
 MAX_RETRY: Final = timedelta(minutes=15)
 DEFAULT_MAX_ATTEMPTS: Final = 8
+ROUND: Final = 500
+"""Most notifications one round claims (after a crash mid-round, sent again: the at-least-once window)."""
 CLAIM: Final = timedelta(minutes=2)
 """How long a round's claim on its rows lasts (a crash between sending and recording: sent again after)."""
 SEND_BUDGET_S: Final = 30.0
@@ -151,7 +152,7 @@ class NotificationSender:
         self._idle = False
         """Whether the last round claimed nothing."""
 
-    def send_due(self, limit: int = 200) -> int:
+    def send_due(self, limit: int = ROUND) -> int:
         """Send every due notification, in rounds of at most ``limit``; returns how many channels accepted.
 
         One call at a time: a second caller waits, then finds nothing left to send.
@@ -175,13 +176,13 @@ class NotificationSender:
         self._idle = not claimed
         if not claimed:
             return False, 0
-        outcomes: list[Notification] = []
+        outcomes: list[Outcome] = []
         started = time.monotonic()
         for notification in claimed:
             if outcomes and time.monotonic() - started > SEND_BUDGET_S:
                 break  # a slow channel: the rest is released below, before its claim runs out
             outcomes.append(self._attempt(notification, now))
-        released = [dataclasses.replace(unsent, next_attempt_at=now) for unsent in claimed[len(outcomes) :]]
+        released = [_released(unsent, now) for unsent in claimed[len(outcomes) :]]
         with self._uow_factory() as uow:
             stored = uow.notifications.record(outcomes + released)
             attempted = {notification.id: notification for notification in claimed[: len(outcomes)]}
@@ -211,32 +212,33 @@ class NotificationSender:
             return min(at_most, IDLE_PAUSE_S)
         return min(at_most, max(0.0, pause))
 
-    def _follow_up(self, uow: UnitOfWork, before: Notification, after: Notification, now: datetime) -> None:
+    def _follow_up(self, uow: UnitOfWork, before: Notification, after: Outcome, now: datetime) -> None:
         """The channel's alarm and the escalation after an attempt (see the module rules)."""
+        channel = before.channel
         if after.status is NotificationStatus.SENT:
-            if after.channel not in self._healthy:  # also clears an alarm left from before a restart
-                end_alarm(
-                    uow, channel_condition(after.channel, "").dedup_key, "a notification went through", now
-                )
-                self._healthy.add(after.channel)
+            if channel not in self._healthy:  # also clears an alarm left from before a restart
+                end_alarm(uow, channel_condition(channel, "").dedup_key, "a notification went through", now)
+                self._healthy.add(channel)
             return
         undeliverable = after.status is NotificationStatus.FAILED or after.attempts >= MOVE_ON_AFTER
-        if not undeliverable or before.attempts >= MOVE_ON_AFTER or after.channel == CONSOLE:
+        if not undeliverable or before.attempts >= MOVE_ON_AFTER or channel == CONSOLE:
             return  # still worth waiting for, or moved on already
-        self._healthy.discard(after.channel)
-        raise_alarm(uow, channel_condition(after.channel, after.last_error or "not delivered"), now)
-        if after.alarm_id is not None and self._move_on is not None:
-            self._move_on(uow, after.alarm_id, after, now)
+        self._healthy.discard(channel)
+        raise_alarm(uow, channel_condition(channel, after.last_error or "not delivered"), now)
+        if before.alarm_id is not None and self._move_on is not None:
+            self._move_on(uow, before.alarm_id, after.applied_to(before), now)
 
-    def _attempt(self, notification: Notification, now: datetime) -> Notification:
-        """The row after one attempt (see the module rules)."""
+    def _attempt(self, notification: Notification, now: datetime) -> Outcome:
+        """The outcome of one attempt (see the module rules)."""
+        row_id = stored_id(notification)
         channel = self._channels.get(notification.channel)
         if channel is None:
-            log.warning("notification %s: %s", notification.id, not_configured(notification.channel))
-            return dataclasses.replace(
-                notification,
-                status=NotificationStatus.FAILED,
-                next_attempt_at=now,
+            log.warning("notification %s: %s", row_id, not_configured(notification.channel))
+            return Outcome(
+                row_id,
+                NotificationStatus.FAILED,
+                notification.attempts,
+                now,
                 last_error=not_configured(notification.channel),
             )
         delivery = channel.send(
@@ -244,13 +246,7 @@ class NotificationSender:
         )
         attempts = notification.attempts + 1
         if delivery.ok:
-            return dataclasses.replace(
-                notification,
-                status=NotificationStatus.SENT,
-                attempts=attempts,
-                sent_at=now,
-                next_attempt_at=now,
-            )
+            return Outcome(row_id, NotificationStatus.SENT, attempts, now, sent_at=now)
         if delivery.retry and attempts < self._max_attempts:
             log.info(
                 "notification %s over %s not accepted (attempt %d): %s; trying again",
@@ -259,10 +255,11 @@ class NotificationSender:
                 attempts,
                 delivery.detail,
             )
-            return dataclasses.replace(
-                notification,
-                attempts=attempts,
-                next_attempt_at=now + retry_delay(attempts),
+            return Outcome(
+                row_id,
+                NotificationStatus.PENDING,
+                attempts,
+                now + retry_delay(attempts),
                 last_error=delivery.detail,
             )
         log.warning(
@@ -272,10 +269,24 @@ class NotificationSender:
             attempts,
             delivery.detail,
         )
-        return dataclasses.replace(
-            notification,
-            status=NotificationStatus.FAILED,
-            attempts=attempts,
-            next_attempt_at=now,
-            last_error=delivery.detail,
-        )
+        return Outcome(row_id, NotificationStatus.FAILED, attempts, now, last_error=delivery.detail)
+
+
+def stored_id(notification: Notification) -> int:
+    """The id of a notification read from the outbox."""
+    if notification.id is None:  # pragma: no cover - the outbox gives stored rows
+        msg = "a claimed notification has an id"
+        raise ValueError(msg)
+    return notification.id
+
+
+def _released(unsent: Notification, now: datetime) -> Outcome:
+    """A claimed notification handed back unsent, due again ``now`` (its other columns as they were)."""
+    return Outcome(
+        stored_id(unsent),
+        NotificationStatus.PENDING,
+        unsent.attempts,
+        now,
+        sent_at=unsent.sent_at,
+        last_error=unsent.last_error,
+    )

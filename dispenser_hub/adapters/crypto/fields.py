@@ -29,6 +29,7 @@ import hmac
 import os
 import re
 import unicodedata
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
@@ -191,7 +192,9 @@ def parse_lookup_key(text: str) -> bytes:
     return _b64decode(text.strip(), "the lookup key")
 
 
+@lru_cache(maxsize=256)
 def _associated_data(context: str) -> bytes:
+    """The AEAD's associated data of ``context`` (a handful of contexts: kept once computed)."""
     if not _CONTEXT.fullmatch(context):
         msg = "context must be 1-100 ASCII letters, digits or '_.:-', e.g. 'patient.national_id'"
         raise ValueError(msg)

@@ -32,7 +32,7 @@ from dispenser_hub.adapters import storage_rules as rules
 from dispenser_hub.adapters.db._base import SqlRepository
 from dispenser_hub.adapters.db.tables import AlarmRow, DoseRow, NotificationRow
 from dispenser_hub.domain.doses import Dose, DoseState
-from dispenser_hub.domain.model import Notification, NotificationStatus
+from dispenser_hub.domain.model import Notification, NotificationStatus, Outcome
 from dispenser_hub.ports import NotFoundError
 
 if TYPE_CHECKING:
@@ -173,10 +173,10 @@ class SqlNotificationRepository(SqlRepository):
         claimed = [_notification(row, self._protector, until) for row in connection.execute(statement)]
         if claimed:  # at most ``limit`` ids: one IN list
             ids = [notification.id for notification in claimed]
-            connection.execute(sa.update(table).where(table.c.id.in_(ids)).values(next_attempt_at=until))
+            connection.execute(_claim_update(), {"ids": ids, "until": until})
         return claimed
 
-    def record(self, outcomes: Sequence[Notification]) -> list[Notification]:
+    def record(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
         """Store the outcomes that apply (``storage_rules.outcome_applies``), one UPDATE per kind of outcome.
 
         Outcomes with the same columns (a round's successes share theirs) are one ``UPDATE ... WHERE id IN
@@ -185,21 +185,19 @@ class SqlNotificationRepository(SqlRepository):
         acknowledgement cancelling a row meanwhile either commits first (and the row is left alone) or
         waits for this transaction.
         """
-        table = _notifications()
         connection = self._session.connection()
         groups: dict[tuple[object, ...], list[int]] = {}
         for outcome in outcomes:
-            if outcome.id is not None:
-                groups.setdefault(_outcome_columns(outcome), []).append(outcome.id)
+            groups.setdefault(_outcome_columns(outcome), []).append(outcome.id)
         changed: set[int] = set()
         for columns, ids in groups.items():
-            values = dict(zip(rules.OUTCOME_COLUMNS, columns, strict=True))
+            values = {
+                f"new_{name}": value for name, value in zip(rules.OUTCOME_COLUMNS, columns, strict=True)
+            }
+            statement = _record_update(sent=values["new_status"] == NotificationStatus.SENT.value)
             for start in range(0, len(ids), IN_CHUNK):
-                statement = sa.update(table).where(table.c.id.in_(ids[start : start + IN_CHUNK]))
-                if values["status"] != NotificationStatus.SENT.value:
-                    statement = statement.where(table.c.status == NotificationStatus.PENDING.value)
-                statement = statement.values(values).returning(table.c.id)
-                changed.update(connection.execute(statement).scalars())
+                result = connection.execute(statement, {**values, "ids": ids[start : start + IN_CHUNK]})
+                changed.update(result.scalars())
         return [outcome for outcome in outcomes if outcome.id in changed]
 
     def next_due(self) -> datetime | None:
@@ -264,7 +262,33 @@ def _notifications() -> Any:  # noqa: ANN401 - SQLModel sets the table on table 
     return NotificationRow.__table__  # type: ignore[attr-defined]
 
 
-def _outcome_columns(outcome: Notification) -> tuple[object, ...]:
+@cache
+def _claim_update() -> Any:  # noqa: ANN401 - an SQLAlchemy statement
+    """``UPDATE notification SET next_attempt_at = :until WHERE id IN :ids``, built once."""
+    table = _notifications()
+    return (
+        sa.update(table)
+        .where(table.c.id.in_(sa.bindparam("ids", expanding=True)))
+        .values(next_attempt_at=sa.bindparam("until", type_=table.c.next_attempt_at.type))
+    )
+
+
+@cache
+def _record_update(*, sent: bool) -> Any:  # noqa: ANN401 - an SQLAlchemy statement
+    """``UPDATE notification SET <outcome columns> WHERE id IN :ids [AND status = 'pending'] RETURNING id``.
+
+    Built once per kind (a ``SENT`` outcome is stored over any row, others over pending rows only); the new
+    values are the parameters ``new_<column>``.
+    """
+    table = _notifications()
+    statement = sa.update(table).where(table.c.id.in_(sa.bindparam("ids", expanding=True)))
+    if not sent:
+        statement = statement.where(table.c.status == NotificationStatus.PENDING.value)
+    values = {name: sa.bindparam(f"new_{name}", type_=table.c[name].type) for name in rules.OUTCOME_COLUMNS}
+    return statement.values(values).returning(table.c.id)
+
+
+def _outcome_columns(outcome: Outcome) -> tuple[object, ...]:
     """An outcome's values of ``storage_rules.OUTCOME_COLUMNS`` (``UtcDateTime`` checks the times)."""
     return tuple(
         outcome.status.value if name == "status" else getattr(outcome, name) for name in rules.OUTCOME_COLUMNS

@@ -9,8 +9,8 @@ Same rules, orders and errors as ``adapters.db._doses`` (the contract suite chec
 * **A notification is one row per ``key``**: ``add`` stores nothing and returns ``None`` for a key already
   stored (never sent twice); ``update`` replaces by id. An ``alarm_id``, when given, must exist.
   ``claim`` takes pending notifications with ``next_attempt_at`` at or before ``now``, by
-  ``next_attempt_at``, then id; ``record`` stores attempts' outcomes (``storage_rules.with_outcome``, where
-  ``outcome_applies``); ``for_alarm`` gives the alarm's notifications oldest first (by
+  ``next_attempt_at``, then id; ``record`` stores attempts' outcomes (``Outcome.applied_to``, where
+  ``storage_rules.outcome_applies``); ``for_alarm`` gives the alarm's notifications oldest first (by
   ``created_at``, then id). There is nothing to lock: ``commit`` refuses a second writer (``store``).
 * Every time is kept in UTC. The address is kept in plaintext: nothing here is "at rest".
 """
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from dispenser_hub.domain.doses import Dose
-    from dispenser_hub.domain.model import Notification
+    from dispenser_hub.domain.model import Notification, Outcome
 
 
 def dose_states(states: Collection[str]) -> frozenset[DoseState]:
@@ -169,14 +169,14 @@ class MemoryNotificationRepository(MemoryRepository):
                 tables.notifications.put(stored_id(row), row)
         return claimed
 
-    def record(self, outcomes: Sequence[Notification]) -> list[Notification]:
+    def record(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
         """Store the outcomes that apply (``storage_rules.outcome_applies``); returns them."""
-        stored: list[Notification] = []
+        stored: list[Outcome] = []
         for outcome in outcomes:
-            current = None if outcome.id is None else self._tables.notifications.rows.get(outcome.id)
+            current = self._tables.notifications.rows.get(outcome.id)
             if current is None or not rules.outcome_applies(current.status, outcome):
                 continue
-            written = rules.normalise(rules.with_outcome(current, outcome))
+            written = rules.normalise(outcome.applied_to(current))
             self._tx.write().notifications.put(stored_id(written), written)
             stored.append(outcome)
         return stored

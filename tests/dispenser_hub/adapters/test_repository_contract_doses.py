@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dispenser_hub.domain.doses import Dose, DoseState
-from dispenser_hub.domain.model import Notification, NotificationStatus
+from dispenser_hub.domain.model import Notification, NotificationStatus, Outcome
 from dispenser_hub.ports import NotFoundError
 from tests.support.storage import (
     BACKENDS,
@@ -483,19 +483,13 @@ def test_record_stores_the_outcome_columns_only_and_never_over_a_cancelled_row(b
         uow.notifications.update(replace(cancelled, status=NotificationStatus.CANCELLED))
         uow.notifications.update(replace(went_out, status=NotificationStatus.CANCELLED))
         uow.commit()
+    sent_at = (T0 + 2 * MINUTE).astimezone(PLUS_TWO)
     outcomes = [
-        replace(
-            sent,
-            status=NotificationStatus.SENT,
-            attempts=1,
-            sent_at=(T0 + 2 * MINUTE).astimezone(PLUS_TWO),
-            next_attempt_at=T0 + 2 * MINUTE,
-            subject="changed by nobody",
-        ),
-        replace(retried, attempts=1, next_attempt_at=T0 + 3 * MINUTE, last_error="HTTP 503"),
-        replace(cancelled, attempts=1, next_attempt_at=T0 + 3 * MINUTE, last_error="HTTP 503"),
-        replace(went_out, status=NotificationStatus.SENT, attempts=1, sent_at=T0, next_attempt_at=T0),
-        replace(gone, id=999, status=NotificationStatus.SENT, attempts=1, sent_at=T0),
+        Outcome(sent.id or 0, NotificationStatus.SENT, 1, T0 + 2 * MINUTE, sent_at=sent_at),
+        Outcome(retried.id or 0, NotificationStatus.PENDING, 1, T0 + 3 * MINUTE, last_error="HTTP 503"),
+        Outcome(cancelled.id or 0, NotificationStatus.PENDING, 1, T0 + 3 * MINUTE, last_error="HTTP 503"),
+        Outcome(went_out.id or 0, NotificationStatus.SENT, 1, T0, sent_at=T0),
+        Outcome(999, NotificationStatus.SENT, 1, T0, sent_at=T0),  # no such row
     ]
     with backend.uow_factory() as uow:
         stored = uow.notifications.record(outcomes)
@@ -511,7 +505,7 @@ def test_record_stores_the_outcome_columns_only_and_never_over_a_cancelled_row(b
         attempts=1,
         sent_at=T0 + 2 * MINUTE,
         next_attempt_at=T0 + 2 * MINUTE,
-        acknowledged_at=T0 + MINUTE,  # the link used meanwhile stays used; the subject is not an outcome
+        acknowledged_at=T0 + MINUTE,  # the link used meanwhile stays used
     )
     assert now_sent.sent_at is not None
     assert now_sent.sent_at.tzinfo is UTC
@@ -603,7 +597,7 @@ def test_two_senders_never_claim_the_same_notifications(postgresql: Backend) -> 
         assert [n.key for n in rest] == earliest_first[2:]
         # The first sender sends its rows; the second, holding its own, finds nothing more to claim.
         first.notifications.record(
-            [replace(n, status=NotificationStatus.SENT, attempts=1, sent_at=T0) for n in taken]
+            [Outcome(n.id or 0, NotificationStatus.SENT, 1, T0, sent_at=T0) for n in taken]
         )
         first.commit()
         assert second.notifications.claim(T0, until=until) == []
