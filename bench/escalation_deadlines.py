@@ -90,7 +90,7 @@ from dispenser_hub.services.alarm_records import PLAN_ESCALATION  # noqa: E402
 from dispenser_hub.services.deadlines import BATCH, DeadlineTimer  # noqa: E402
 from dispenser_hub.services.doses import CLOSE, REPORT_GRACE  # noqa: E402
 from dispenser_hub.services.escalations import PREPARE_AHEAD, STEP, Escalations  # noqa: E402
-from dispenser_hub.services.notifications import ROUND, NotificationSender  # noqa: E402
+from dispenser_hub.services.notifications import AHEAD, ROUND, NotificationSender  # noqa: E402
 from dispenser_hub.services.schedules import ScheduleService  # noqa: E402
 from firmware_protocol.messages import Family  # noqa: E402
 
@@ -412,7 +412,7 @@ def run_hub(engine: Engine, patients: int, args: argparse.Namespace) -> HubRun:
     sms = RecordingChannel("sms", clock, latency)
     console = RecordingChannel("console", clock, latency)
     sender = NotificationSender(
-        uow_factory, clock, {"sms": sms, "console": console}, move_on=escalations.move_on
+        uow_factory, clock, {"sms": sms, "console": console}, move_on=escalations.move_on, ahead=AHEAD
     )
 
     def send_notifications() -> float:  # Hub.send_notifications

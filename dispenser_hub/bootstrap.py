@@ -32,7 +32,7 @@ from dispenser_hub.services.doses import CLOSE
 from dispenser_hub.services.downlink import CommandSender, HubSender
 from dispenser_hub.services.escalations import STEP, Escalations
 from dispenser_hub.services.ingest import IngestLimits, IngestService, Verdict
-from dispenser_hub.services.notifications import NotificationSender
+from dispenser_hub.services.notifications import AHEAD, NotificationSender
 from dispenser_hub.services.presence import PresenceMonitor
 from dispenser_hub.services.provisioning import Provisioning
 from dispenser_hub.services.registry import Registry
@@ -187,11 +187,13 @@ def build_hub(
     schedules: ScheduleService | None = None,
     publisher: DevicePublisher | None = None,
     channels: Mapping[str, NotificationChannel] | None = None,
+    notify_ahead: timedelta = AHEAD,
 ) -> Hub:
     """Wire a hub (not started): database, PKI, services, MQTT client.
 
     ``schedules``, ``publisher`` (where commands go; default the MQTT client) and ``channels`` (default
-    ``channels_from_settings``) may be given, for a hub driven in process (``sim_driver``).
+    ``channels_from_settings``) may be given, for a hub driven in process (``sim_driver``), which also sets
+    ``notify_ahead`` to 0 (``NotificationSender``'s ``ahead``: its clock only moves between steps).
     """
     clock = clock or SystemClock()
     storage = open_storage(settings, clock)
@@ -245,7 +247,9 @@ def build_hub(
     }
     timer = DeadlineTimer(uow_factory, clock, handlers, holder=holder)
     channels = dict(channels) if channels is not None else channels_from_settings(settings, clock=clock)
-    notifications = NotificationSender(uow_factory, clock, channels, move_on=escalations.move_on)
+    notifications = NotificationSender(
+        uow_factory, clock, channels, move_on=escalations.move_on, ahead=notify_ahead
+    )
     return Hub(
         settings,
         engine,

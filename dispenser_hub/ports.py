@@ -39,12 +39,12 @@ if TYPE_CHECKING:
         EnrollmentCode,
         FillRecord,
         Notification,
-        Outcome,
         Patient,
         PauseRecord,
         PlanRecord,
         PolicyRecord,
         RosterRecord,
+        SendOutcome,
         SupplyRecord,
     )
     from dispenser_hub.domain.pouches import RollManifest
@@ -457,14 +457,15 @@ class NotificationRepository(Protocol):
         ...
 
     def claim(self, now: datetime, *, until: datetime, limit: int = 100) -> list[Notification]:
-        """Claim the pending notifications due at ``now`` (earliest ``next_attempt_at`` first, then id).
+        """Claim the pending notifications due by ``now`` (earliest ``next_attempt_at`` first, then id).
 
-        Their ``next_attempt_at`` moves to ``until`` (returned so), so no other sender picks them before
-        then. A database store skips rows another transaction holds.
+        Their stored ``next_attempt_at`` moves to ``until``, so no other sender picks them before then; they
+        are returned as they were (with the time they were due). A database store skips rows another
+        transaction holds.
         """
         ...
 
-    def record(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    def record(self, outcomes: Sequence[SendOutcome]) -> list[SendOutcome]:
         """Store attempts' outcomes by id, in their outcome columns only.
 
         Those are ``status``, ``attempts``, ``sent_at``, ``next_attempt_at`` and ``last_error``; nothing else

@@ -225,7 +225,14 @@ def wire_hub(
     ``schedules``, ``publisher`` and ``channels`` come from the caller. The MQTT client is built (the
     ``Hub`` holds one) but never started.
     """
-    return build_hub(settings, clock=clock, schedules=schedules, publisher=publisher, channels=channels)
+    return build_hub(
+        settings,
+        clock=clock,
+        schedules=schedules,
+        publisher=publisher,
+        channels=channels,
+        notify_ahead=timedelta(0),  # the stepped clock does not move while the sender would wait
+    )
 
 
 def subset(scenario: Scenario, *, patients: int | None = None, days: float | None = None) -> Scenario:

@@ -12,7 +12,7 @@ The contract test suite runs one set of tests over every implementation of the r
   bug: ``ValueError``); JSON bodies are stored as a JSON copy, so a caller that mutates its dict afterwards
   does not change the stored event, and a body that is not JSON fails before it is stored.
 * **Pages.** ``offset`` and ``limit`` must not be negative (SQLite would read a negative limit as "no limit").
-* **A notification's outcome** (``NotificationRepository.record``, ``model.Outcome``): only the outcome
+* **A notification's outcome** (``NotificationRepository.record``, ``model.SendOutcome``): only the outcome
   columns change, and only on a row still ``PENDING``, or on any row when the outcome is ``SENT``
   (``outcome_applies``).
 * **Derived unique keys.** An open alarm holds its dedup key in ``open_key``, an active binding its device and
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from _typeshed import DataclassInstance
 
-    from dispenser_hub.domain.model import Alarm, Binding, Outcome
+    from dispenser_hub.domain.model import Alarm, Binding, SendOutcome
     from dispenser_hub.domain.rolls import RollLoad
 
 R = TypeVar("R", bound="DataclassInstance")
@@ -220,10 +220,10 @@ def check_page(offset: int, limit: int) -> None:
         raise ValueError(msg)
 
 
-def outcome_applies(current: NotificationStatus, outcome: Outcome) -> bool:
+def outcome_applies(current: NotificationStatus, outcome: SendOutcome) -> bool:
     """Whether an attempt's ``outcome`` is stored over a row in status ``current`` (see the module rules)."""
     return current is NotificationStatus.PENDING or outcome.status is NotificationStatus.SENT
 
 
 OUTCOME_COLUMNS = ("status", "attempts", "sent_at", "next_attempt_at", "last_error")
-"""The columns an attempt's outcome writes (``NotificationRepository.record``; ``model.Outcome``'s fields)."""
+"""The columns an attempt's outcome writes (``NotificationRepository.record``; ``model.SendOutcome``)."""

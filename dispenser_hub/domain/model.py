@@ -494,7 +494,7 @@ class Notification:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class SendOutcome:
     """What one attempt at a stored notification came to: the columns the outbox records for it.
 
     ``status`` ``SENT`` (accepted), ``FAILED`` (given up) or ``PENDING`` (to be tried again at

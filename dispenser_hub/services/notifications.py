@@ -9,6 +9,12 @@ Rules:
   something), sends every pending row whose ``next_attempt_at`` has come, in rounds of at most ``limit``
   until none is left, one round at a time (a lock, as ``downlink.CommandSender``): a second caller waits,
   then finds nothing left to send.
+- **Claimed a moment ahead** (``ahead``; the hub: ``AHEAD``, 1 s): a round claims what falls due within
+  ``ahead`` (up to ``HOLD`` rows: a mass of escalation steps due at one instant), then hands each to its
+  channel at its due time, never before, and records every ``limit``. So reading, decrypting and building
+  the rows happens before the due moment, and at it only the channel calls and the recorded outcomes
+  remain. A stepped clock (``sim_driver``) uses ``0``: only what is due now. The price: a message claimed
+  ahead and not yet sent when the hub dies goes out when the claim runs out (``CLAIM``), not at its time.
 - **No transaction is open while a channel talks to the network**: a round *claims* its rows in a short
   transaction (``claim``: their ``next_attempt_at`` moves ``CLAIM`` ahead, so no other sender picks them),
   hands them to the channels with no database lock held (a slow SMS gateway does not stall ingest or the
@@ -17,7 +23,7 @@ Rules:
   acknowledged) stays cancelled unless the channel had already accepted it. A round that has sent for
   ``SEND_BUDGET_S`` (a slow gateway) releases the rest of its claim at once rather than let it run out
   mid-round.
-- **Outcome of an attempt** (``ports.Delivery``):
+- **SendOutcome of an attempt** (``ports.Delivery``):
 
   - accepted (``ok``): ``SENT``, with ``sent_at`` and the attempt counted;
   - refused but worth another try (``retry``: timeout, 5xx, 429, SMTP 4xx...): stays ``PENDING``, with
@@ -57,7 +63,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
 
 from dispenser_hub.domain.alarms import Condition
-from dispenser_hub.domain.model import NotificationStatus, Outcome, SubjectKind
+from dispenser_hub.domain.model import NotificationStatus, SendOutcome, SubjectKind
 from dispenser_hub.services.alarm_records import end_alarm, raise_alarm
 from dispenser_hub.services.routing import CONSOLE
 
@@ -79,6 +85,12 @@ SEND_BUDGET_S: Final = 30.0
 MOVE_ON_AFTER: Final = 2
 """Attempts not accepted after which a notification's escalation moves on (it keeps being retried)."""
 CHANNEL_FAILING: Final = "notify.channel_failing"
+AHEAD: Final = timedelta(seconds=1)
+"""The hub's sender claims what falls due within this, then sends each at its time (module rules)."""
+MAX_AHEAD: Final = timedelta(seconds=10)
+HOLD: Final = 20 * ROUND
+"""Most notifications one round claims ahead and holds (a mass of them due at one instant)."""
+WAIT_STEP_S: Final = 0.005
 IDLE_PAUSE_S: Final = 0.05
 """The sender loop's pause when a notification is due but could not be claimed (``seconds_to_next``)."""
 
@@ -125,6 +137,8 @@ class NotificationSender:
         max_attempts: Attempts before a notification that keeps failing (``retry``) is ``FAILED``.
         move_on: Called (in the round's transaction) with the alarm id of a notification that could not be
             delivered (``Escalations.move_on``); ``None``: the escalation waits for its next step.
+        ahead: Claim what falls due this soon and send each at its time (``AHEAD`` in the hub; at most
+            ``MAX_AHEAD``). ``0`` (the default, for stepped clocks): only what is due now.
     """
 
     def __init__(
@@ -135,6 +149,7 @@ class NotificationSender:
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         move_on: MoveOn | None = None,
+        ahead: timedelta = timedelta(0),
     ) -> None:
         if max_attempts < 1:
             msg = "max_attempts must be at least 1"
@@ -145,6 +160,10 @@ class NotificationSender:
         self._max_attempts = max_attempts
         self._lock = threading.Lock()
         self._move_on = move_on
+        if not timedelta(0) <= ahead <= MAX_AHEAD:
+            msg = f"ahead must be 0-{MAX_AHEAD.total_seconds():.0f} s"
+            raise ValueError(msg)
+        self._ahead = ahead
         self._healthy: set[str] = set()
         """Channels that accepted a notification since the start, with no failure after it."""
         self._next_due: datetime | None = None
@@ -166,34 +185,62 @@ class NotificationSender:
                     return sent
 
     def _round(self, limit: int) -> tuple[bool, int]:
-        """Claim, send, record (see the module rules); returns (whether more may be due, accepted)."""
+        """Claim what is due by ``ahead`` from now, send each at its time, record every ``limit`` rows.
+
+        Returns (whether more may be due, how many channels accepted).
+        """
         now = self._clock.now().astimezone(UTC)
+        held: list[Notification] = []
         with self._uow_factory() as uow:
-            claimed = uow.notifications.claim(now, until=now + CLAIM, limit=limit)
-            if not claimed:
+            while len(held) < HOLD:
+                claimed = uow.notifications.claim(now + self._ahead, until=now + CLAIM, limit=limit)
+                held += claimed
+                if len(claimed) < limit:
+                    break
+            if not held:
                 self._next_due = uow.notifications.next_due()
             uow.commit()
-        self._idle = not claimed
-        if not claimed:
-            return False, 0
-        outcomes: list[Outcome] = []
-        started = time.monotonic()
-        for notification in claimed:
-            if outcomes and time.monotonic() - started > SEND_BUDGET_S:
-                break  # a slow channel: the rest is released below, before its claim runs out
-            outcomes.append(self._attempt(notification, now))
-        released = [_released(unsent, now) for unsent in claimed[len(outcomes) :]]
+        self._idle = not held
+        started, stamp, accepted, done = time.monotonic(), now, 0, 0
+        while done < len(held):
+            chunk = held[done : done + limit]
+            outcomes: list[SendOutcome] = []
+            for notification in chunk:
+                if (outcomes or done) and time.monotonic() - started > SEND_BUDGET_S:
+                    break  # a slow channel: the rest is released below, before its claim runs out
+                if notification.next_attempt_at > stamp:
+                    stamp = self._wait_until(notification.next_attempt_at)
+                outcomes.append(self._attempt(notification, stamp))
+            done += len(outcomes)
+            unsent = held[done:] if len(outcomes) < len(chunk) else []
+            accepted += self._record(chunk[: len(outcomes)], outcomes, unsent, stamp)
+            if unsent:
+                return True, accepted
+        return len(held) >= HOLD, accepted
+
+    def _record(
+        self,
+        attempted: list[Notification],
+        outcomes: list[SendOutcome],
+        unsent: list[Notification],
+        now: datetime,
+    ) -> int:
+        """Record a chunk's outcomes and hand ``unsent`` back (due as before); how many were accepted."""
         with self._uow_factory() as uow:
-            stored = uow.notifications.record(outcomes + released)
-            attempted = {notification.id: notification for notification in claimed[: len(outcomes)]}
+            stored = uow.notifications.record(outcomes + [_released(n) for n in unsent])
+            before = {notification.id: notification for notification in attempted}
             for after in stored:
-                before = attempted.get(after.id)
-                if before is not None:
-                    self._follow_up(uow, before, after, now)
+                if after.id in before:
+                    self._follow_up(uow, before[after.id], after, now)
             self._next_due = uow.notifications.next_due()
             uow.commit()
-        accepted = sum(after.status is NotificationStatus.SENT for after in stored)
-        return len(claimed) == limit or len(outcomes) < len(claimed), accepted
+        return sum(after.status is NotificationStatus.SENT for after in stored)
+
+    def _wait_until(self, due: datetime) -> datetime:
+        """Sleep until the hub's clock reaches ``due`` (in short steps: a simulated clock may run faster)."""
+        while (now := self._clock.now()) < due:
+            time.sleep(min(WAIT_STEP_S, (due - now).total_seconds()))
+        return now.astimezone(UTC)
 
     def seconds_to_next(self, at_most: float) -> float:
         """How long a sender loop may sleep: seconds until the next notification is due, at most ``at_most``.
@@ -207,12 +254,12 @@ class NotificationSender:
         earliest = self._next_due
         if earliest is None:
             return at_most
-        pause = (earliest - self._clock.now()).total_seconds()
+        pause = (earliest - self._ahead - self._clock.now()).total_seconds()
         if pause <= 0 and self._idle:
             return min(at_most, IDLE_PAUSE_S)
         return min(at_most, max(0.0, pause))
 
-    def _follow_up(self, uow: UnitOfWork, before: Notification, after: Outcome, now: datetime) -> None:
+    def _follow_up(self, uow: UnitOfWork, before: Notification, after: SendOutcome, now: datetime) -> None:
         """The channel's alarm and the escalation after an attempt (see the module rules)."""
         channel = before.channel
         if after.status is NotificationStatus.SENT:
@@ -228,13 +275,13 @@ class NotificationSender:
         if before.alarm_id is not None and self._move_on is not None:
             self._move_on(uow, before.alarm_id, after.applied_to(before), now)
 
-    def _attempt(self, notification: Notification, now: datetime) -> Outcome:
+    def _attempt(self, notification: Notification, now: datetime) -> SendOutcome:
         """The outcome of one attempt (see the module rules)."""
         row_id = stored_id(notification)
         channel = self._channels.get(notification.channel)
         if channel is None:
             log.warning("notification %s: %s", row_id, not_configured(notification.channel))
-            return Outcome(
+            return SendOutcome(
                 row_id,
                 NotificationStatus.FAILED,
                 notification.attempts,
@@ -246,7 +293,7 @@ class NotificationSender:
         )
         attempts = notification.attempts + 1
         if delivery.ok:
-            return Outcome(row_id, NotificationStatus.SENT, attempts, now, sent_at=now)
+            return SendOutcome(row_id, NotificationStatus.SENT, attempts, now, sent_at=now)
         if delivery.retry and attempts < self._max_attempts:
             log.info(
                 "notification %s over %s not accepted (attempt %d): %s; trying again",
@@ -255,7 +302,7 @@ class NotificationSender:
                 attempts,
                 delivery.detail,
             )
-            return Outcome(
+            return SendOutcome(
                 row_id,
                 NotificationStatus.PENDING,
                 attempts,
@@ -269,7 +316,7 @@ class NotificationSender:
             attempts,
             delivery.detail,
         )
-        return Outcome(row_id, NotificationStatus.FAILED, attempts, now, last_error=delivery.detail)
+        return SendOutcome(row_id, NotificationStatus.FAILED, attempts, now, last_error=delivery.detail)
 
 
 def stored_id(notification: Notification) -> int:
@@ -280,13 +327,13 @@ def stored_id(notification: Notification) -> int:
     return notification.id
 
 
-def _released(unsent: Notification, now: datetime) -> Outcome:
-    """A claimed notification handed back unsent, due again ``now`` (its other columns as they were)."""
-    return Outcome(
+def _released(unsent: Notification) -> SendOutcome:
+    """A claimed notification handed back unsent, due when it was (its other columns as they were)."""
+    return SendOutcome(
         stored_id(unsent),
         NotificationStatus.PENDING,
         unsent.attempts,
-        now,
+        unsent.next_attempt_at,
         sent_at=unsent.sent_at,
         last_error=unsent.last_error,
     )

@@ -32,7 +32,7 @@ from dispenser_hub.adapters import storage_rules as rules
 from dispenser_hub.adapters.db._base import SqlRepository
 from dispenser_hub.adapters.db.tables import AlarmRow, DoseRow, NotificationRow
 from dispenser_hub.domain.doses import Dose, DoseState
-from dispenser_hub.domain.model import Notification, NotificationStatus, Outcome
+from dispenser_hub.domain.model import Notification, NotificationStatus, SendOutcome
 from dispenser_hub.ports import NotFoundError
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class SqlNotificationRepository(SqlRepository):
         return _notification(row, self._protector)
 
     def claim(self, now: datetime, *, until: datetime, limit: int = 100) -> list[Notification]:
-        """Claim the pending notifications due at ``now``: one SELECT (locked, see above), one UPDATE."""
+        """Claim the pending notifications due by ``now``: one SELECT (locked, see above), one UPDATE."""
         now = rules.aware_utc(now, "now")
         until = rules.aware_utc(until, "until")
         rules.check_page(0, limit)
@@ -170,13 +170,13 @@ class SqlNotificationRepository(SqlRepository):
         if self._postgresql:
             statement = statement.with_for_update(skip_locked=True)
         connection = self._session.connection()
-        claimed = [_notification(row, self._protector, until) for row in connection.execute(statement)]
+        claimed = [_notification(row, self._protector) for row in connection.execute(statement)]
         if claimed:  # at most ``limit`` ids: one IN list
             ids = [notification.id for notification in claimed]
             connection.execute(_claim_update(), {"ids": ids, "until": until})
         return claimed
 
-    def record(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    def record(self, outcomes: Sequence[SendOutcome]) -> list[SendOutcome]:
         """Store the outcomes that apply (``storage_rules.outcome_applies``), one UPDATE per kind of outcome.
 
         Outcomes with the same columns (a round's successes share theirs) are one ``UPDATE ... WHERE id IN
@@ -288,7 +288,7 @@ def _record_update(*, sent: bool) -> Any:  # noqa: ANN401 - an SQLAlchemy statem
     return statement.values(values).returning(table.c.id)
 
 
-def _outcome_columns(outcome: Outcome) -> tuple[object, ...]:
+def _outcome_columns(outcome: SendOutcome) -> tuple[object, ...]:
     """An outcome's values of ``storage_rules.OUTCOME_COLUMNS`` (``UtcDateTime`` checks the times)."""
     return tuple(
         outcome.status.value if name == "status" else getattr(outcome, name) for name in rules.OUTCOME_COLUMNS
@@ -393,10 +393,7 @@ def _notification_values(notification: Notification, protector: FieldProtector) 
     }
 
 
-def _notification(
-    row: NotificationRow | sa.Row[Any], protector: FieldProtector, next_attempt_at: datetime | None = None
-) -> Notification:
-    """The notification of a row (with ``next_attempt_at`` instead of the row's, if given: a claim's)."""
+def _notification(row: NotificationRow | sa.Row[Any], protector: FieldProtector) -> Notification:
     return Notification(
         key=row.key,
         channel=row.channel,
@@ -405,7 +402,7 @@ def _notification(
         subject=row.subject,
         text=row.text,
         created_at=row.created_at,
-        next_attempt_at=row.next_attempt_at if next_attempt_at is None else next_attempt_at,
+        next_attempt_at=row.next_attempt_at,
         alarm_id=row.alarm_id,
         step_key=row.step_key,
         status=NotificationStatus(row.status),

@@ -9,8 +9,9 @@ Same rules, orders and errors as ``adapters.db._doses`` (the contract suite chec
 * **A notification is one row per ``key``**: ``add`` stores nothing and returns ``None`` for a key already
   stored (never sent twice); ``update`` replaces by id. An ``alarm_id``, when given, must exist.
   ``claim`` takes pending notifications with ``next_attempt_at`` at or before ``now``, by
-  ``next_attempt_at``, then id; ``record`` stores attempts' outcomes (``Outcome.applied_to``, where
-  ``storage_rules.outcome_applies``); ``for_alarm`` gives the alarm's notifications oldest first (by
+  ``next_attempt_at``, then id; ``record`` stores attempts' outcomes (``SendOutcome.applied_to``, where
+  ``storage_rules.outcome_applies``); ``cancel`` and ``bring_forward`` change only the pending rows their
+  rule allows; ``for_alarm`` gives the alarm's notifications oldest first (by
   ``created_at``, then id). There is nothing to lock: ``commit`` refuses a second writer (``store``).
 * Every time is kept in UTC. The address is kept in plaintext: nothing here is "at rest".
 """
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from dispenser_hub.domain.doses import Dose
-    from dispenser_hub.domain.model import Notification, Outcome
+    from dispenser_hub.domain.model import Notification, SendOutcome
 
 
 def dose_states(states: Collection[str]) -> frozenset[DoseState]:
@@ -150,7 +151,7 @@ class MemoryNotificationRepository(MemoryRepository):
         return stored
 
     def claim(self, now: datetime, *, until: datetime, limit: int = 100) -> list[Notification]:
-        """Claim pending notifications due at ``now`` (by ``next_attempt_at``, id): move them to ``until``."""
+        """Claim pending notifications due by ``now`` (by ``next_attempt_at``, id): move them to ``until``."""
         now = rules.aware_utc(now, "now")
         until = rules.aware_utc(until, "until")
         rules.check_page(0, limit)
@@ -159,19 +160,16 @@ class MemoryNotificationRepository(MemoryRepository):
             for row in self._tables.notifications.rows.values()
             if row.status is NotificationStatus.PENDING and row.next_attempt_at <= now
         ]
-        claimed = [
-            replace(row, next_attempt_at=until)
-            for row in sorted(rows, key=lambda row: (row.next_attempt_at, stored_id(row)))[:limit]
-        ]
+        claimed = sorted(rows, key=lambda row: (row.next_attempt_at, stored_id(row)))[:limit]
         if claimed:
             tables = self._tx.write()
             for row in claimed:
-                tables.notifications.put(stored_id(row), row)
+                tables.notifications.put(stored_id(row), replace(row, next_attempt_at=until))
         return claimed
 
-    def record(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    def record(self, outcomes: Sequence[SendOutcome]) -> list[SendOutcome]:
         """Store the outcomes that apply (``storage_rules.outcome_applies``); returns them."""
-        stored: list[Outcome] = []
+        stored: list[SendOutcome] = []
         for outcome in outcomes:
             current = self._tables.notifications.rows.get(outcome.id)
             if current is None or not rules.outcome_applies(current.status, outcome):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dispenser_hub.adapters.clock import ManualClock
+from dispenser_hub.adapters.clock import ManualClock, SystemClock
 from dispenser_hub.adapters.memory import MemoryStore
 from dispenser_hub.adapters.notify.console import ConsoleChannel
 from dispenser_hub.adapters.notify.sms import HttpSmsGateway
@@ -263,3 +263,50 @@ def test_a_slow_channel_releases_the_rest_of_its_round(monkeypatch: pytest.Monke
     probe = Probe(store)
     assert NotificationSender(store, clock, {"sms": probe}).send_due(limit=3) == 3
     assert [stored(store, key).status for key in ("a", "b", "c")] == [NotificationStatus.SENT] * 3
+
+
+class Stamped:
+    """A channel that records when (on ``clock``) each key was handed to it."""
+
+    name = "sms"
+
+    def __init__(self, clock: SystemClock) -> None:
+        self.clock = clock
+        self.at: dict[str, datetime] = {}
+
+    def send(self, address: str, subject: str, text: str, *, key: str) -> Delivery:
+        del address, subject, text
+        self.at[key] = self.clock.now()
+        return Delivery(ok=True)
+
+
+def _add_due(store: MemoryStore, key: str, due: datetime) -> None:
+    with store() as uow:
+        uow.notifications.add(
+            Notification(
+                key, "sms", NUMBER, "relative", "Alarm", "GUL 3.3", created_at=due, next_attempt_at=due
+            )
+        )
+        uow.commit()
+
+
+def test_ahead_claims_what_falls_due_soon_and_sends_each_at_its_time_not_before() -> None:
+    store, clock = MemoryStore(), SystemClock()
+    start = clock.now()
+    soon, later, beyond = (
+        start + timedelta(seconds=0.3),
+        start + timedelta(seconds=0.5),
+        start + timedelta(hours=1),
+    )
+    for key, due in (("soon", soon), ("later", later), ("beyond", beyond)):
+        _add_due(store, key, due)
+    channel = Stamped(clock)
+    sender = NotificationSender(store, clock, {"sms": channel}, ahead=timedelta(seconds=1))
+    assert sender.send_due() == 2  # claimed both at once, each sent when due
+    assert soon <= channel.at["soon"] < soon + timedelta(seconds=0.2)
+    assert later <= channel.at["later"] < later + timedelta(seconds=0.2)
+    assert stored(store, "beyond").status is NotificationStatus.PENDING
+    pause = sender.seconds_to_next(at_most=7200)  # until an "ahead" before the next one
+    assert 3590 < pause <= 3599
+    with pytest.raises(ValueError, match="ahead must be"):
+        NotificationSender(store, clock, {}, ahead=timedelta(minutes=1))
