@@ -487,6 +487,10 @@ class NotificationRepository(Protocol):
         """
         ...
 
+    def pending_of(self, ids: Collection[int]) -> list[int]:
+        """Those of ``ids`` still ``PENDING``, in id order."""
+        ...
+
     def bring_forward(self, ids: Collection[int], *, due_at: datetime, to: datetime) -> int:
         """Make those of ``ids`` pending, never tried and still due at ``due_at`` due at ``to``; how many.
 

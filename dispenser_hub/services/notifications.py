@@ -6,26 +6,31 @@ Rules:
   ``uow.notifications`` in its own transaction, possibly due later: an escalation step's notifications are
   stored shortly before the step's time). ``NotificationSender.send_due``, called from the sender's loop
   (which sleeps until the next row is due, ``seconds_to_next``, or is woken by a deadline tick that fired
-  something), sends every pending row whose ``next_attempt_at`` has come, in rounds of at most ``limit``
-  until none is left, one round at a time (a lock, as ``downlink.CommandSender``): a second caller waits,
-  then finds nothing left to send.
+  something), sends every pending row whose ``next_attempt_at`` has come, in rounds until none is left,
+  claiming and recording ``limit`` rows at a time (``ROUND``, 500), one call at a time (a lock, as
+  ``downlink.CommandSender``): a second caller waits, then finds nothing left to send.
 - **Claimed a moment ahead** (``ahead``; the hub: ``AHEAD``, 1 s): a round claims what falls due within
   ``ahead`` (up to ``HOLD`` rows: a mass of escalation steps due at one instant), then hands each to its
   channel at its due time, never before, and records every ``limit``. So reading, decrypting and building
   the rows happens before the due moment, and at it only the channel calls and the recorded outcomes
-  remain. A stepped clock (``sim_driver``) uses ``0``: only what is due now. The price: a message claimed
-  ahead and not yet sent when the hub dies goes out when the claim runs out (``CLAIM``), not at its time.
-- **No transaction is open while a channel talks to the network**: a round *claims* its rows in a short
-  transaction (``claim``: their ``next_attempt_at`` moves ``CLAIM`` ahead, so no other sender picks them),
-  hands them to the channels with no database lock held (a slow SMS gateway does not stall ingest or the
-  deadline timer), then records the outcomes in a second short transaction (``record``, one batch): only
-  the outcome columns, so a link used meanwhile stays used. A row cancelled meanwhile (its alarm
-  acknowledged) stays cancelled unless the channel had already accepted it. A round that has sent for
-  ``SEND_BUDGET_S`` (a slow gateway) releases the rest of its claim at once rather than let it run out
-  mid-round.
-- **SendOutcome of an attempt** (``ports.Delivery``):
+  remain. After waiting for a held row's time the round asks which of the rest are still pending, so an
+  acknowledgement meanwhile stops them (``pending_of``); if the clock has not reached that time a second
+  after ``ahead`` (it stands still or went back), the round hands the rest back. A stepped clock
+  (``sim_driver``) uses ``0``: only what is due now. The price: a message claimed ahead and not yet sent
+  when the hub dies goes out when the claim runs out (``CLAIM``), not at its time; after a failure the
+  round hands back what it had not yet sent, if the store allows.
+- **No transaction is open while a channel talks to the network**: a round *claims* its rows in short
+  transactions of ``limit`` rows (``claim``: their ``next_attempt_at`` moves ``CLAIM`` ahead, so no other
+  sender picks them), hands them to the channels with no database lock held (a slow SMS gateway does not
+  stall ingest or the deadline timer), then records the outcomes ``limit`` at a time in short transactions
+  (``record``): only the outcome columns, so a link used meanwhile stays used. A row cancelled meanwhile
+  (its alarm acknowledged) stays cancelled unless the channel had already accepted it. A round that has
+  sent for ``SEND_BUDGET_S`` (a slow gateway) releases the rest of its claim at once rather than let it
+  run out mid-round.
+- **Outcome of an attempt** (``ports.Delivery``; a ``model.SendOutcome``):
 
-  - accepted (``ok``): ``SENT``, with ``sent_at`` and the attempt counted;
+  - accepted (``ok``): ``SENT``, with ``sent_at`` and the attempt counted (``last_error`` keeps the failure
+    before, if there was one);
   - refused but worth another try (``retry``: timeout, 5xx, 429, SMTP 4xx...): stays ``PENDING``, with
     ``next_attempt_at`` after a back-off of 30 s, 1 min, 2 min, ... at most 15 min (``retry_delay``) and
     ``last_error`` the channel's ``detail``; after ``max_attempts`` attempts (8 by default, about 45
@@ -42,8 +47,8 @@ Rules:
   outcome was recorded, the row is still ``PENDING`` and is sent once more when its claim runs out
   (``CLAIM`` later). At-least-once is the honest guarantee; every channel carries the notification ``key``
   for that case (``Idempotency-Key`` header of the SMS gateway and of webhooks, the e-mail ``Message-ID``
-  derived from it), so a receiver can drop the repeat. A round sends at most ``limit`` messages (``ROUND``,
-  500), so the window is one round's worth.
+  derived from it), so a receiver can drop the repeat. Outcomes are recorded every ``limit`` messages
+  (``ROUND``, 500), so the window is that many.
 - **The console channel** (``ConsoleChannel``, ``console``) has nothing to hand over: the operator console
   and the API show a console notification once it is ``SENT``, so "delivering" it is marking it sent, and
   it always succeeds.
@@ -56,6 +61,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -77,7 +83,7 @@ FIRST_RETRY: Final = timedelta(seconds=30)
 MAX_RETRY: Final = timedelta(minutes=15)
 DEFAULT_MAX_ATTEMPTS: Final = 8
 ROUND: Final = 500
-"""Most notifications one round claims (after a crash mid-round, sent again: the at-least-once window)."""
+"""Notifications claimed and recorded at a time (after a crash, sent again: the at-least-once window)."""
 CLAIM: Final = timedelta(minutes=2)
 """How long a round's claim on its rows lasts (a crash between sending and recording: sent again after)."""
 SEND_BUDGET_S: Final = 30.0
@@ -91,6 +97,8 @@ MAX_AHEAD: Final = timedelta(seconds=10)
 HOLD: Final = 20 * ROUND
 """Most notifications one round claims ahead and holds (a mass of them due at one instant)."""
 WAIT_STEP_S: Final = 0.005
+WAIT_SLACK_S: Final = 1.0
+"""How much longer than ``ahead`` (wall time) a round waits for its clock to reach a held row's time."""
 IDLE_PAUSE_S: Final = 0.05
 """The sender loop's pause when a notification is due but could not be claimed (``seconds_to_next``)."""
 
@@ -172,10 +180,13 @@ class NotificationSender:
         """Whether the last round claimed nothing."""
 
     def send_due(self, limit: int = ROUND) -> int:
-        """Send every due notification, in rounds of at most ``limit``; returns how many channels accepted.
+        """Send every due notification, claimed and recorded ``limit`` at a time; how many were accepted.
 
         One call at a time: a second caller waits, then finds nothing left to send.
         """
+        if limit < 1:
+            msg = "limit must be at least 1"
+            raise ValueError(msg)
         with self._lock:
             sent = 0
             while True:
@@ -187,36 +198,69 @@ class NotificationSender:
     def _round(self, limit: int) -> tuple[bool, int]:
         """Claim what is due by ``ahead`` from now, send each at its time, record every ``limit`` rows.
 
-        Returns (whether more may be due, how many channels accepted).
+        Returns (whether more may be due, how many channels accepted). See the module rules.
         """
         now = self._clock.now().astimezone(UTC)
-        held: list[Notification] = []
-        with self._uow_factory() as uow:
-            while len(held) < HOLD:
-                claimed = uow.notifications.claim(now + self._ahead, until=now + CLAIM, limit=limit)
-                held += claimed
-                if len(claimed) < limit:
-                    break
-            if not held:
-                self._next_due = uow.notifications.next_due()
-            uow.commit()
+        held = self._claim(now, limit)
         self._idle = not held
-        started, stamp, accepted, done = time.monotonic(), now, 0, 0
-        while done < len(held):
-            chunk = held[done : done + limit]
-            outcomes: list[SendOutcome] = []
-            for notification in chunk:
-                if (outcomes or done) and time.monotonic() - started > SEND_BUDGET_S:
-                    break  # a slow channel: the rest is released below, before its claim runs out
-                if notification.next_attempt_at > stamp:
-                    stamp = self._wait_until(notification.next_attempt_at)
-                outcomes.append(self._attempt(notification, stamp))
-            done += len(outcomes)
-            unsent = held[done:] if len(outcomes) < len(chunk) else []
-            accepted += self._record(chunk[: len(outcomes)], outcomes, unsent, stamp)
-            if unsent:
-                return True, accepted
+        run = _Run(held, stamp=now, patience=time.monotonic() + self._ahead.total_seconds() + WAIT_SLACK_S)
+        accepted, stop = 0, None
+        try:
+            while run.position < len(held) and stop is None:
+                attempted, outcomes, stop = self._send_chunk(run, limit)
+                unsent: list[Notification] = held[run.position :] if stop is not None else []
+                accepted += self._record(attempted, outcomes, unsent, run.stamp)
+        except Exception:
+            self._release(held[run.position :])  # not yet handed to a channel: due again at once
+            raise
+        if stop is not None:
+            return stop == "budget", accepted  # a stalled clock: the loop tries again later
         return len(held) >= HOLD, accepted
+
+    def _send_chunk(self, run: _Run, limit: int) -> tuple[list[Notification], list[SendOutcome], str | None]:
+        """Hand the next ``limit`` held rows to their channels, each at its time (see the module rules).
+
+        Returns the rows attempted, their outcomes, and why it stopped early (``"budget"``: a slow channel,
+        ``"clock"``: it stands still), if it did.
+        """
+        first = run.position
+        chunk = run.held[first : first + limit]
+        live = {notification.id for notification in chunk}
+        attempted: list[Notification] = []
+        outcomes: list[SendOutcome] = []
+        for notification in chunk:
+            if (outcomes or first) and time.monotonic() - run.started > SEND_BUDGET_S:
+                return attempted, outcomes, "budget"  # the rest is released, before its claim runs out
+            if notification.next_attempt_at > run.stamp:  # claimed ahead: wait for its time
+                reached = self._wait_until(notification.next_attempt_at, run.patience)
+                if reached is None:
+                    return attempted, outcomes, "clock"
+                run.stamp = reached
+                live = self._still_pending(chunk[run.position - first :])  # acknowledged meanwhile?
+            run.position += 1
+            if notification.id in live:
+                attempted.append(notification)
+                outcomes.append(self._attempt(notification, run.stamp))
+        return attempted, outcomes, None
+
+    def _claim(self, now: datetime, limit: int) -> list[Notification]:
+        """What falls due by ``now + ahead`` (at most ``HOLD``), claimed ``limit`` per transaction."""
+        held: list[Notification] = []
+        while len(held) < HOLD:
+            with self._uow_factory() as uow:
+                claimed = uow.notifications.claim(now + self._ahead, until=now + CLAIM, limit=limit)
+                if not claimed and not held:
+                    self._next_due = uow.notifications.next_due()
+                uow.commit()
+            held += claimed
+            if len(claimed) < limit:
+                break
+        return held
+
+    def _still_pending(self, rows: list[Notification]) -> set[int | None]:
+        """The ids of ``rows`` still pending (an acknowledgement cancels rows the sender may be holding)."""
+        with self._uow_factory() as uow:
+            return set(uow.notifications.pending_of([stored_id(row) for row in rows]))
 
     def _record(
         self,
@@ -236,14 +280,32 @@ class NotificationSender:
             uow.commit()
         return sum(after.status is NotificationStatus.SENT for after in stored)
 
-    def _wait_until(self, due: datetime) -> datetime:
-        """Sleep until the hub's clock reaches ``due`` (in short steps: a simulated clock may run faster)."""
+    def _release(self, rows: list[Notification]) -> None:
+        """Hand ``rows`` back unsent after a failure, if the store allows (else their claim runs out)."""
+        if not rows:
+            return
+        try:
+            with self._uow_factory() as uow:
+                uow.notifications.record([_released(row) for row in rows])
+                uow.commit()
+        except Exception:  # noqa: BLE001 - the round's own failure is what is raised
+            log.warning(
+                "could not hand %d claimed notifications back; they are due when the claim ends", len(rows)
+            )
+
+    def _wait_until(self, due: datetime, patience: float) -> datetime | None:
+        """Sleep until the hub's clock reaches ``due`` (short steps: a simulated clock may run faster).
+
+        ``None`` if it has not by ``patience`` (``time.monotonic``): a clock that stands still or went back.
+        """
         while (now := self._clock.now()) < due:
+            if time.monotonic() > patience:
+                return None
             time.sleep(min(WAIT_STEP_S, (due - now).total_seconds()))
         return now.astimezone(UTC)
 
     def seconds_to_next(self, at_most: float) -> float:
-        """How long a sender loop may sleep: seconds until the next notification is due, at most ``at_most``.
+        """The sender loop's sleep: until ``ahead`` before the next notification's time, at most ``at_most``.
 
         From the earliest pending notification seen by the last round (no transaction of its own: whoever
         adds one due sooner wakes the loop, as a deadline tick that fired something does). ``0`` if one is
@@ -292,8 +354,15 @@ class NotificationSender:
             notification.address, notification.subject, notification.text, key=notification.key
         )
         attempts = notification.attempts + 1
-        if delivery.ok:
-            return SendOutcome(row_id, NotificationStatus.SENT, attempts, now, sent_at=now)
+        if delivery.ok:  # the last failure before it stays on record
+            return SendOutcome(
+                row_id,
+                NotificationStatus.SENT,
+                attempts,
+                now,
+                sent_at=now,
+                last_error=notification.last_error,
+            )
         if delivery.retry and attempts < self._max_attempts:
             log.info(
                 "notification %s over %s not accepted (attempt %d): %s; trying again",
@@ -317,6 +386,20 @@ class NotificationSender:
             delivery.detail,
         )
         return SendOutcome(row_id, NotificationStatus.FAILED, attempts, now, last_error=delivery.detail)
+
+
+@dataclasses.dataclass
+class _Run:
+    """A round's progress through the rows it holds."""
+
+    held: list[Notification]
+    stamp: datetime
+    """The hub's time the round has reached (the outcomes' time)."""
+    patience: float
+    """``time.monotonic()`` after which a clock that has not reached a held row's time is given up on."""
+    position: int = 0
+    """Rows handed to a channel, or skipped as cancelled, so far."""
+    started: float = dataclasses.field(default_factory=time.monotonic)
 
 
 def stored_id(notification: Notification) -> int:

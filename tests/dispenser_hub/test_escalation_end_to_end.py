@@ -718,7 +718,7 @@ def test_dst_night_and_pause(tmp_path: Path) -> None:
             pki_dir=tmp_path / "pki",
             **channels.settings(),  # type: ignore[arg-type]
         )
-        hub = bootstrap.build_hub(settings, clock=clock)
+        hub = bootstrap.build_hub(settings, clock=clock, notify_ahead=timedelta(0))  # a hand-moved clock
         try:
             patient_id = _night_setup(hub, device)
             with hub.uow_factory() as uow:

@@ -44,7 +44,7 @@ RUN_MS = 36 * HOUR_MS  # to day 2, 12:00 Oslo
 
 
 @dataclass
-class SendOutcome:
+class Outcome:
     """What the hub recorded, and what really happened (ground truth), after the run."""
 
     truth: list[Truth]
@@ -115,7 +115,7 @@ def test_wrong_roll_and_travel_match_the_ground_truth(
     assert missed <= {(r.device_id, str(r.data["slot_id"])) for r in truth if r.kind == "dose.missed"}
 
 
-def _run(tmp_path: Path, broker_url: str, scenario: Scenario) -> SendOutcome:
+def _run(tmp_path: Path, broker_url: str, scenario: Scenario) -> Outcome:
     """The hub and ``scenario`` over the broker for ``RUN_MS``, with the office work and the trip."""
     clock = ScaledClock.starting_now(scenario.start_ms, speed=SPEED)
     settings = Settings(
@@ -155,7 +155,7 @@ def _run(tmp_path: Path, broker_url: str, scenario: Scenario) -> SendOutcome:
 
     with hub.uow_factory() as uow:
         fill = uow.dosett.latest_fill_of_tray(f"T-{specs[3].index:06d}-001")
-        return SendOutcome(
+        return Outcome(
             truth=[r for r in records if r.ts <= scenario.start_ms + RUN_MS],
             alarms=uow.alarms.select(limit=500),
             states={spec.device_id: uow.schedules.device_schedule(spec.device_id) for spec in specs},

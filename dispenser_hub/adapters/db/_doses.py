@@ -217,6 +217,19 @@ class SqlNotificationRepository(SqlRepository):
             conditions.append(table.c.attempts == 0)
         return self._change(ids, conditions, {"status": NotificationStatus.CANCELLED.value})
 
+    def pending_of(self, ids: Collection[int]) -> list[int]:
+        """Those of ``ids`` still pending, in id order (one SELECT per ``IN_CHUNK`` ids)."""
+        table = _notifications()
+        unique = sorted(set(ids))
+        found: list[int] = []
+        for start in range(0, len(unique), IN_CHUNK):
+            statement = sa.select(table.c.id).where(
+                table.c.id.in_(unique[start : start + IN_CHUNK]),
+                table.c.status == NotificationStatus.PENDING.value,
+            )
+            found += self._session.connection().execute(statement).scalars()
+        return sorted(found)
+
     def bring_forward(self, ids: Collection[int], *, due_at: datetime, to: datetime) -> int:
         """Make those of ``ids`` pending, never tried and due at ``due_at`` due at ``to`` (one UPDATE)."""
         due_at = rules.aware_utc(due_at, "due_at")

@@ -196,6 +196,11 @@ class MemoryNotificationRepository(MemoryRepository):
             lambda row: replace(row, status=NotificationStatus.CANCELLED),
         )
 
+    def pending_of(self, ids: Collection[int]) -> list[int]:
+        """Those of ``ids`` still pending, in id order."""
+        rows = self._tables.notifications.rows
+        return sorted(i for i in set(ids) if i in rows and rows[i].status is NotificationStatus.PENDING)
+
     def bring_forward(self, ids: Collection[int], *, due_at: datetime, to: datetime) -> int:
         """Make those of ``ids`` pending, never tried and due at ``due_at`` due at ``to``."""
         due_at = rules.aware_utc(due_at, "due_at")

@@ -655,3 +655,14 @@ def test_bring_forward_moves_untried_rows_still_due_when_expected(backend: Backe
     assert now_ahead == replace(stored_ahead, next_attempt_at=T0 + MINUTE)
     assert now_claimed.next_attempt_at == T0 + 2 * MINUTE
     assert (now_tried.next_attempt_at, now_other.next_attempt_at) == (later, later + MINUTE)
+
+
+def test_pending_of_gives_the_ids_still_pending_in_order(backend: Backend) -> None:
+    first, second, third = _add(backend, *(_notification(key) for key in ("first", "second", "third")))
+    with backend.uow_factory() as uow:
+        uow.notifications.cancel([second.id or 0])
+        uow.commit()
+    with backend.uow_factory() as uow:
+        ids = [third.id or 0, second.id or 0, first.id or 0, 999, first.id or 0]
+        assert uow.notifications.pending_of(ids) == sorted([first.id or 0, third.id or 0])
+        assert uow.notifications.pending_of([]) == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -303,10 +305,61 @@ def test_ahead_claims_what_falls_due_soon_and_sends_each_at_its_time_not_before(
     channel = Stamped(clock)
     sender = NotificationSender(store, clock, {"sms": channel}, ahead=timedelta(seconds=1))
     assert sender.send_due() == 2  # claimed both at once, each sent when due
-    assert soon <= channel.at["soon"] < soon + timedelta(seconds=0.2)
-    assert later <= channel.at["later"] < later + timedelta(seconds=0.2)
+    assert soon <= channel.at["soon"] < soon + timedelta(seconds=0.5)
+    assert later <= channel.at["later"] < later + timedelta(seconds=0.5)
     assert stored(store, "beyond").status is NotificationStatus.PENDING
     pause = sender.seconds_to_next(at_most=7200)  # until an "ahead" before the next one
     assert 3590 < pause <= 3599
     with pytest.raises(ValueError, match="ahead must be"):
         NotificationSender(store, clock, {}, ahead=timedelta(minutes=1))
+
+
+def test_a_slow_channel_hands_back_every_row_it_did_not_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notifications, "SEND_BUDGET_S", -1.0)  # each round sends one, hands the rest back
+    store, clock = MemoryStore(), ManualClock(T0)
+    keys = ["a", "b", "c", "d", "e"]
+    for key in keys:
+        add(store, key)
+    channel = Stamped(SystemClock())
+    sender = NotificationSender(store, clock, {"sms": channel})
+    assert sender.send_due(limit=2) == 5  # five rounds of one, the rest (later chunks too) handed back
+    assert sorted(channel.at) == keys
+    assert [stored(store, key).attempts for key in keys] == [1] * 5
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        sender.send_due(limit=0)
+
+
+def test_an_acknowledgement_while_a_row_is_held_stops_it() -> None:
+    store, clock = MemoryStore(), SystemClock()
+    due = clock.now() + timedelta(seconds=0.5)
+    _add_due(store, "held", due)
+    channel = Stamped(clock)
+    sender = NotificationSender(store, clock, {"sms": channel}, ahead=timedelta(seconds=1))
+    worker = threading.Thread(target=sender.send_due)
+    worker.start()
+    time.sleep(0.2)  # claimed, waiting for its time
+    with store() as uow:
+        held = uow.notifications.by_key("held")
+        assert held is not None
+        assert uow.notifications.cancel([held.id or 0]) == 1  # what an acknowledgement does
+        uow.commit()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert channel.at == {}
+    assert stored(store, "held").status is NotificationStatus.CANCELLED
+
+
+def test_a_clock_that_stands_still_makes_the_round_hand_its_rows_back() -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    due = T0 + timedelta(seconds=0.5)
+    _add_due(store, "later", due)
+    sender = NotificationSender(store, clock, {"sms": Stamped(SystemClock())}, ahead=timedelta(seconds=1))
+    started = time.monotonic()
+    worker = threading.Thread(target=sender.send_due)
+    worker.start()
+    time.sleep(0.2)
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 10
+    later = stored(store, "later")
+    assert (later.status, later.attempts, later.next_attempt_at) == (NotificationStatus.PENDING, 0, due)
