@@ -16,7 +16,8 @@ The hub is wired as ``bootstrap.build_hub`` wires it: a ``DeadlineTimer`` with t
 ``{dose.close: DoseService.on_close, escalation.plan: Escalations.on_plan, escalation.step:
 Escalations.on_step}`` and a ``NotificationSender`` with the ``sms`` and ``console`` channels, driven as
 ``Hub.start`` drives them: ``PeriodicJobs`` (APScheduler) ticks the timer every ``DEADLINE_TICK_S``, and the
-sender's ``PacedLoop`` sleeps until the next notification is due (at most ``SEND_EVERY_S``) or is woken by
+sender's ``PacedLoop`` sleeps until ``AHEAD`` before the next notification is due (at most ``SEND_EVERY_S``;
+it then claims what falls due within ``AHEAD`` and sends each at its time) or is woken by
 a tick that fired something. The channels are in-process recorders (``RecordingChannel``: record the time
 of each ``send`` and accept it), so no network is measured (``--send-latency-ms`` adds a sleep per send, as
 an SMS gateway's round trip would).

@@ -414,7 +414,8 @@ def _stored_ahead(uow: UnitOfWork, alarm_id: int, now: datetime, *, but: str | N
     """The alarm's notifications of later steps, stored ahead and not tried yet, earliest first.
 
     Not those of the step ``but`` (a retry of an earlier step is not a later step), and not one a sender
-    has claimed (its due time is then no longer its step's time).
+    has claimed (its due time is then no longer its step's time): a step the sender holds, in the second
+    before its time, goes out anyway, and moving on brings the one after it forward.
     """
     candidates = [
         notification
