@@ -12,16 +12,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dispenser_hub.domain.alarms import Condition
 from dispenser_hub.domain.escalation import Step, Target
-from dispenser_hub.domain.model import Contact, NotificationStatus, SubjectKind
+from dispenser_hub.domain.model import Contact, NotificationStatus
 from dispenser_hub.domain.wallclock import OSLO, oslo_instant
 from dispenser_hub.ports import Delivery
-from dispenser_hub.services.alarm_records import raise_alarm
 from dispenser_hub.services.escalations import PREPARE_AHEAD
 from dispenser_hub.services.notifications import NotificationSender
 from dispenser_hub.services.routing import RESPONSE_CENTRE
-from tests.dispenser_hub.services.test_rolls import D1
 from tests.dispenser_hub.services.test_routing import ALL_DAY, Refusing, RoutingRig
 
 if TYPE_CHECKING:
@@ -138,15 +135,7 @@ def test_moving_on_brings_a_stored_step_forward(rig: RoutingRig) -> None:
 def test_repeats_moved_to_one_time_by_quiet_hours_send_once(rig: RoutingRig) -> None:
     every = timedelta(minutes=30)
     rig.policy(Step(timedelta(minutes=30), Target.RESPONSE_CENTRE, repeat_every=every, repeat_max=2))
-    evening = oslo_instant(rig.hub.clock.now().astimezone(OSLO).date(), time(21, 59))
-    rig.hub.clock.advance(evening - rig.hub.clock.now())
-    refill = Condition(
-        "refill_needed", SubjectKind.PATIENT, str(rig.patient_a), 1, "supply ends", "3.25", D1, rig.patient_a
-    )
-    with rig.hub.store() as uow:
-        alarm = raise_alarm(uow, refill, rig.hub.clock.now())
-        uow.commit()
-    rig.timer.tick()  # planned: 22:29, 22:59 and 23:29, all moved to 07:00 (non-urgent)
+    alarm, evening = rig.refill_at(time(21, 59))  # planned: 22:29, 22:59 and 23:29, all moved to 07:00
     morning = oslo_instant(evening.astimezone(OSLO).date() + timedelta(days=1), time(7, 0))
     rig.hub.clock.advance(morning - PREPARE_AHEAD - rig.hub.clock.now())
     rig.timer.tick()

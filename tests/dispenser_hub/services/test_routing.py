@@ -38,6 +38,7 @@ from tests.dispenser_hub.services.test_escalations import MINUTE, SECRET, Escala
 from tests.dispenser_hub.services.test_rolls import D1, HOUR, NID_A
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from pathlib import Path
 
     from dispenser_hub.domain.model import Alarm, Notification
@@ -88,6 +89,26 @@ class RoutingRig(EscalationRig):
     def step(self, minutes: int) -> None:
         self.hub.clock.advance(minutes * MINUTE)
         self.timer.tick()
+
+    def refill_at(self, wall: time) -> tuple[Alarm, datetime]:
+        """A refill alarm (non-urgent) raised and planned today at ``wall`` Oslo time; (alarm, that time)."""
+        at = oslo_instant(self.hub.clock.now().astimezone(OSLO).date(), wall)
+        self.hub.clock.advance(at - self.hub.clock.now())
+        refill = Condition(
+            "refill_needed",
+            SubjectKind.PATIENT,
+            str(self.patient_a),
+            1,
+            "supply ends",
+            "3.25",
+            D1,
+            self.patient_a,
+        )
+        with self.hub.store() as uow:
+            alarm = raise_alarm(uow, refill, at)
+            uow.commit()
+        self.timer.tick()
+        return alarm, at
 
 
 ALL_DAY = tuple(("nurse-1", day, time(0, 0), 24) for day in range(7))
@@ -314,15 +335,7 @@ def test_a_new_missed_dose_spends_the_earlier_chains_links(rig: RoutingRig) -> N
 
 def test_moving_on_keeps_a_non_urgent_step_out_of_quiet_hours(rig: RoutingRig) -> None:
     rig.policy(Step(timedelta(0), Target.RELATIVE), Step(timedelta(minutes=60), Target.RESPONSE_CENTRE))
-    evening = oslo_instant(rig.hub.clock.now().astimezone(OSLO).date(), time(21, 30))
-    rig.hub.clock.advance(evening - rig.hub.clock.now())
-    refill = Condition(
-        "refill_needed", SubjectKind.PATIENT, str(rig.patient_a), 1, "supply ends", "3.25", D1, rig.patient_a
-    )
-    with rig.hub.store() as uow:
-        alarm = raise_alarm(uow, refill, rig.hub.clock.now())
-        uow.commit()
-    rig.timer.tick()  # planned: the relative now, the response centre at 22:30, moved to 07:00
+    alarm, evening = rig.refill_at(time(21, 30))  # the relative now, the centre at 22:30, moved to 07:00
     night = evening + timedelta(minutes=45)  # 22:15: the relative's SMS keeps failing
     with rig.hub.store() as uow:
         (failed,) = rig.notifications(alarm)
